@@ -38,11 +38,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             "is a directory",
         )));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(err)?;
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Outputs are ordinary files (rw-r--r--), not tempfile's private 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
@@ -264,7 +269,7 @@ pub fn write_reliability_png(path: &Path, p: &Predictions<'_>, ece: f64) -> Resu
         if text {
             chart
                 .configure_mesh()
-                .x_desc("confidence (max p̄)")
+                .x_desc("confidence (max of the mean softmax)")
                 .y_desc("accuracy")
                 .light_line_style(WHITE)
                 .draw()
@@ -278,7 +283,7 @@ pub fn write_reliability_png(path: &Path, p: &Predictions<'_>, ece: f64) -> Resu
                 .map_err(&e)?;
         }
         let bar = RGBColor(66, 114, 196);
-        chart
+        let bars = chart
             .draw_series(bins.iter().filter(|b| b.count > 0).map(|b| {
                 Rectangle::new(
                     [(b.lower, 0.0), (b.upper, b.accuracy)],
@@ -286,6 +291,11 @@ pub fn write_reliability_png(path: &Path, p: &Predictions<'_>, ece: f64) -> Resu
                 )
             }))
             .map_err(&e)?;
+        if text {
+            bars.label("accuracy per bin").legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 15, y + 5)], bar.mix(0.8).filled())
+            });
+        }
         chart
             .draw_series(bins.iter().filter(|b| b.count > 0).map(|b| {
                 Rectangle::new(
@@ -294,19 +304,34 @@ pub fn write_reliability_png(path: &Path, p: &Predictions<'_>, ece: f64) -> Resu
                 )
             }))
             .map_err(&e)?;
-        chart
+        let diagonal = chart
             .draw_series(LineSeries::new(
                 [(0.0, 0.0), (1.0, 1.0)],
                 RED.stroke_width(2),
             ))
             .map_err(&e)?;
-        chart
-            .draw_series(
-                bins.iter().filter(|b| b.count > 0).map(|b| {
+        if text {
+            diagonal
+                .label("perfect calibration")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED.stroke_width(2)));
+        }
+        let dots =
+            chart
+                .draw_series(bins.iter().filter(|b| b.count > 0).map(|b| {
                     Circle::new(((b.lower + b.upper) / 2.0, b.confidence), 3, BLACK.filled())
-                }),
-            )
-            .map_err(&e)?;
+                }))
+                .map_err(&e)?;
+        if text {
+            dots.label("mean confidence per bin")
+                .legend(|(x, y)| Circle::new((x + 7, y), 3, BLACK.filled()));
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(&e)?;
+        }
         root.present().map_err(&e)?;
     }
     write_atomic(path, &encode_png(path, &rgb, FIG_W, FIG_H)?)
@@ -369,7 +394,7 @@ pub fn write_uncertainty_png(
         let blue = RGBColor(66, 114, 196);
         let orange = RGBColor(237, 125, 49);
         for (panel, (title, hi, a, b)) in panels.iter().zip([
-            ("predictive entropy H[p̄] (nats)", h_hi, &h_in, &h_out),
+            ("predictive entropy (nats)", h_hi, &h_in, &h_out),
             ("mutual information (nats)", mi_hi, &mi_in, &mi_out),
         ]) {
             let ha = histogram(a, hi, BINS);
@@ -614,8 +639,14 @@ mod tests {
         assert_eq!(v["acc"], 0.95);
         assert!(v["ood_auroc"].is_null());
         assert_eq!(v["eval_samples"], 16);
-        // No temporary file left behind.
+        // No temporary file left behind; an ordinary file mode.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o644, 0o644, "{mode:o}");
+        }
     }
 
     #[test]
