@@ -36,9 +36,37 @@ impl Cli {
     }
 }
 
-/// Parses the process arguments (exits with clap's message and code 2 on a bad flag).
+/// Parses the process arguments. `--help` and `--version` print and exit 0; a bad flag or value
+/// prints one line (see [`one_line_error`]) to stderr and exits with code 2.
 pub fn parse() -> Cli {
-    Cli::parse()
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            eprintln!("{}", one_line_error(&e));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The first line of clap's message plus a pointer to `--help`, e.g.
+/// `error: invalid value '0' for '--epochs <EPOCHS>': must be at least 1, got 0 (see --help)`.
+pub fn one_line_error(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .trim_end();
+    format!("{first} (see --help)")
 }
 
 /// Subcommands.
@@ -313,6 +341,10 @@ mod tests {
             let e = error(args);
             assert!(e.contains(needle), "{args:?}: {e}");
             assert!(e.starts_with("error:"), "{args:?}: {e}");
+            let err = Cli::try_parse_from(std::iter::once("trainer").chain(args.iter().copied()))
+                .unwrap_err();
+            let line = one_line_error(&err);
+            assert!(!line.contains('\n') && line.contains(needle), "{line}");
         }
     }
 

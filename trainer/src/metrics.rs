@@ -106,7 +106,7 @@ impl Predictions<'_> {
 
 /// Every metric of DESIGN §4, plus the run's facts (filled by the caller). Serialised as one
 /// flat JSON object; OOD metrics are `null` without Fashion-MNIST.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub acc: f64,
     pub nll: f64,
@@ -444,6 +444,15 @@ mod tests {
             assert!((f64::from(v) - k as f64 / 15.0).abs() < 1e-7);
         }
         assert!(e.windows(2).all(|w| w[0] < w[1]));
+        // torch's f32 edges are not the nearest f32 to k/15: edge 3 is 0.200000018 (above
+        // 0.2f32 = 0.200000003) and edge 12 is 0.799999952 (below 0.8f32).
+        assert_eq!(e[3].to_bits(), 0x3e4c_ccce);
+        assert!(e[3] > 0.2f32);
+        assert!(e[12] < 0.8f32);
+        // So a confidence of 0.2f32 falls in bin 2 and 0.8f32 in bin 12, as in torchmetrics.
+        let bins = calibration_bins(&[0.2, 0.8], &[true, true], 15);
+        assert_eq!((bins[2].count, bins[3].count), (1, 0));
+        assert_eq!((bins[12].count, bins[11].count), (1, 0));
     }
 
     #[test]

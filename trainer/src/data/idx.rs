@@ -207,7 +207,12 @@ pub fn parse_images(bytes: &[u8]) -> Result<&[u8], String> {
     if n == 0 {
         return Err("holds no images".into());
     }
-    let expected = 16 + n * IMAGE_LEN;
+    let expected = n
+        .checked_mul(IMAGE_LEN)
+        .and_then(|b| b.checked_add(16))
+        .ok_or_else(|| {
+            format!("the header promises {n} images, more than this machine can address")
+        })?;
     check_length(bytes.len(), expected, n, "images")?;
     Ok(&bytes[16..])
 }
@@ -219,7 +224,7 @@ pub fn parse_labels(bytes: &[u8]) -> Result<&[u8], String> {
     if n == 0 {
         return Err("holds no labels".into());
     }
-    check_length(bytes.len(), 8 + n, n, "labels")?;
+    check_length(bytes.len(), n.saturating_add(8), n, "labels")?;
     let labels = &bytes[8..];
     if let Some(i) = labels.iter().position(|&l| usize::from(l) >= CLASSES) {
         return Err(format!(
