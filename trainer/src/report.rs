@@ -582,6 +582,15 @@ impl Progress {
         }
     }
 
+    /// Prints a line above the bar on a terminal (plainly otherwise; not at all when quiet).
+    pub fn println(&self, line: impl AsRef<str>) {
+        if let Some(bar) = &self.bar {
+            bar.println(line.as_ref());
+        } else if self.plain.is_some() {
+            println!("{}", line.as_ref());
+        }
+    }
+
     /// Ends the display (the bar stays on screen with its last message).
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
@@ -759,6 +768,15 @@ mod tests {
         let bins = reliability_bins(&id);
         assert_eq!(bins.len(), 15);
         assert_eq!(bins.iter().map(|b| b.count).sum::<usize>(), 200);
+    }
+
+    #[test]
+    fn progress_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Progress>();
+        let p = progress_to(0, "empty", false, false);
+        assert_eq!(p.inc(1).len(), 1);
+        assert!(p.inc(1).is_empty());
     }
 
     #[test]
