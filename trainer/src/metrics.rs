@@ -555,8 +555,8 @@ mod tests {
 
     #[test]
     fn fpr95_picks_the_closest_recall() {
-        // 20 positives scoring 100..=81 (descending), 10 negatives: 5 at 90.5 (above the
-        // last two positives... no: above positives 90..81), 5 at 0.
+        // 20 positives scoring 100, 99, …, 81; 10 negatives: 5 at 82.5 (between positives
+        // 83 and 82), 5 at 0.
         let mut s = Vec::new();
         let mut y = Vec::new();
         for k in 0..20 {
