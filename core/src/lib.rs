@@ -19,9 +19,13 @@
 )]
 
 pub mod arch;
+pub mod conv;
+pub mod dense;
 pub mod error;
 pub mod format;
 pub mod gauss;
+pub mod params;
+pub mod pool;
 pub mod rng;
 
 pub use error::{Error, Result};
