@@ -24,9 +24,11 @@ pub mod dense;
 pub mod error;
 pub mod format;
 pub mod gauss;
+pub mod infer;
 pub mod params;
 pub mod pool;
 pub mod rng;
 
 pub use error::{Error, Result};
 pub use format::Model;
+pub use infer::{Config, LeNet, Mode, Prediction, Scratch};
