@@ -34,7 +34,11 @@ pub fn standard_normal(rng: &mut Rng) -> f32 {
         let x = if j < k {
             x
         } else {
-            match slow(rng, i, x) {
+            // The generator goes to the slow path and back by value, so that the hot loop
+            // can keep its state in registers (a `&mut` would pin it to memory).
+            let (accepted, next) = slow(rng.clone(), i, x);
+            *rng = next;
+            match accepted {
                 Some(x) => x,
                 None => continue,
             }
@@ -44,24 +48,25 @@ pub fn standard_normal(rng: &mut Rng) -> f32 {
 }
 
 /// The tail (layer 0) or a wedge test (layers 1–127) for a draw `x` outside the layer's
-/// inner rectangle; `None` means rejected.
+/// inner rectangle; `None` means rejected. Returns the generator's new state.
 #[cold]
 #[inline(never)]
-fn slow(rng: &mut Rng, i: usize, x: f32) -> Option<f32> {
+fn slow(mut rng: Rng, i: usize, x: f32) -> (Option<f32>, Rng) {
     if i == 0 {
         // Marsaglia's tail: x = −ln(U₁)/r, y = −ln(U₂), accept when 2y ≥ x².
         loop {
             let a = -libm::logf(rng.uniform_open()) * INV_R;
             let b = -libm::logf(rng.uniform_open());
             if b + b >= a * a {
-                return Some(R + a);
+                return (Some(R + a), rng);
             }
         }
     }
-    let f_i = *F.get(i)?;
-    let f_above = *F.get(i.wrapping_sub(1))?;
+    let (Some(&f_i), Some(&f_above)) = (F.get(i), F.get(i.wrapping_sub(1))) else {
+        return (None, rng);
+    };
     let y = f_i + rng.uniform() * (f_above - f_i);
-    (y < libm::expf(-0.5 * x * x)).then_some(x)
+    ((y < libm::expf(-0.5 * x * x)).then_some(x), rng)
 }
 
 /// Fast-path thresholds: layer `i` accepts `j < K[i]` (`2²⁴·x_{i−1}/x_i`; layer 0: `2²⁴·r/q`).
