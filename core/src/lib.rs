@@ -8,10 +8,27 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod arch;
+pub mod conv;
+pub mod dense;
 pub mod error;
 pub mod format;
+pub mod gauss;
+pub mod infer;
+pub mod params;
+pub mod pool;
+pub mod rng;
 
 pub use error::{Error, Result};
 pub use format::Model;
+pub use infer::{Config, LeNet, Mode, Prediction, Scratch};
