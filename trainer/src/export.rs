@@ -1,0 +1,51 @@
+//! Export to the tinyvi model file: means μ and variances softplus(ρ)² of every layer.
+
+use tinyvi::arch::{CLASSES, LENET_INPUT, LENET_LAYERS};
+use tinyvi::format::{encode, encoded_len, LayerSpec, ModelSpec, OodThreshold};
+
+use crate::model::Lenet;
+use crate::nn::bayes::softplus;
+
+/// Encodes `model` (and an optional OOD threshold) as a tinyvi model file.
+pub fn try_export(model: &Lenet, ood: Option<OodThreshold>) -> Result<Vec<u8>, tinyvi::Error> {
+    let var: Vec<f32> = model
+        .rho
+        .iter()
+        .map(|&r| {
+            let s = softplus(r);
+            s * s
+        })
+        .collect();
+    let ranges = crate::nn::lenet::LAYERS;
+    let specs: Vec<LayerSpec<'_>> = ranges
+        .iter()
+        .zip(LENET_LAYERS)
+        .map(|(l, (kind, then))| LayerSpec {
+            kind,
+            then,
+            weight_mean: &model.mu[l.w..l.b],
+            weight_var: &var[l.w..l.b],
+            bias_mean: &model.mu[l.b..l.end],
+            bias_var: &var[l.b..l.end],
+        })
+        .collect();
+    let spec = ModelSpec {
+        input: LENET_INPUT,
+        classes: CLASSES as u16,
+        ood,
+        layers: &specs,
+    };
+    let mut out = vec![0u8; encoded_len(&spec)?];
+    let used = encode(&spec, &mut out)?;
+    out.truncate(used);
+    Ok(out)
+}
+
+/// Encodes `model` as a tinyvi model file.
+///
+/// # Panics
+/// Only if a parameter is NaN or infinite, which [`crate::train::train`] never leaves behind
+/// (it stops with an error first); use [`try_export`] for untrusted parameters.
+pub fn export(model: &Lenet, ood: Option<OodThreshold>) -> Vec<u8> {
+    try_export(model, ood).expect("a finite LeNet always encodes")
+}
