@@ -540,3 +540,169 @@ fn apply_adam(adam: &mut Adam, p: &mut [f32], g: &[f32]) {
     adam.m = m;
     adam.v = v;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::mnist;
+
+    #[test]
+    fn adam_matches_hand_computed_steps() {
+        // PyTorch's formula in f64 by hand, lr 0.1, three steps.
+        let mut adam = Adam::new(2, 0.1);
+        let mut p = [1.0f32, -2.0];
+        let want = [
+            [0.900_000_002, -1.900_000_01],
+            [0.936_610_354, -1.936_610_360],
+            [0.947_377_474, -1.964_910_267],
+        ];
+        for (g, w) in [[0.5f32, -0.1], [-1.0, 0.2], [0.3, 0.0]].iter().zip(want) {
+            adam.step(&mut p, g);
+            assert!(
+                (p[0] as f64 - w[0]).abs() < 1e-6 && (p[1] as f64 - w[1]).abs() < 1e-6,
+                "{p:?} vs {w:?}"
+            );
+        }
+        assert_eq!(adam.t, 3);
+    }
+
+    #[test]
+    fn crop_pads_black_and_shifts() {
+        let img: Vec<u8> = (0..784).map(|i| (i % 251) as u8 + 1).collect();
+        let lut = norm_lut();
+        let mut out = vec![0.0; 784];
+        crop_normalized(&img, 4, 4, &lut, &mut out);
+        assert!(out.iter().zip(&img).all(|(&o, &p)| o == lut[p as usize]));
+        crop_normalized(&img, 0, 8, &lut, &mut out);
+        // Output (y, x) = input (y − 4, x + 4): the top 4 rows and right 4 columns are padding.
+        assert!(out[..4 * 28].iter().all(|&v| v == lut[0]));
+        assert_eq!(out[4 * 28], lut[img[4] as usize]);
+        assert_eq!(out[5 * 28 + 23], lut[img[28 + 27] as usize]);
+        assert_eq!(out[5 * 28 + 24], lut[0]);
+    }
+
+    /// The whole ELBO (CE over a batch, 2 samples, KL mean over layers) with ε fixed: analytic
+    /// ∂/∂μ and ∂/∂ρ against central differences, on the largest gradients of every layer.
+    #[test]
+    fn elbo_gradients_match_finite_differences() {
+        let mut model = Lenet::init(3);
+        for m in &mut model.mu {
+            *m *= 3.0;
+        }
+        for r in &mut model.rho {
+            *r += 5.0; // σ ≈ 0.13: the noise matters
+        }
+        let n = 6;
+        let mut x = vec![0.0f32; n * IN];
+        Rng::new(4).fill_normal(&mut x);
+        let labels: Vec<u8> = (0..n as u8).collect();
+        let fill = |i: usize, out: &mut [f32]| out.copy_from_slice(&x[i * IN..(i + 1) * IN]);
+        let klw = 0.05; // large enough that the KL's gradients count
+        let mut e = Engine::new(2, n);
+        let kl = e.sample(&model, 9, 0, false);
+        e.gradients(n, &labels, klw, kl, &fill);
+        let (gmu, grho) = (e.gmu.clone(), e.grho.clone());
+        let mut loss = |m: &Lenet| -> f64 {
+            let kl = e.sample(m, 9, 0, true);
+            let l = e.gradients(n, &labels, klw, kl, &fill);
+            l.ce + klw as f64 * l.kl
+        };
+        let mut checked = 0;
+        for l in crate::nn::lenet::LAYERS {
+            for (which, g) in [("mu", &gmu), ("rho", &grho)] {
+                let mut idx: Vec<usize> = (l.w..l.end).collect();
+                idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+                let mut picks = idx[..2].to_vec();
+                picks.push(
+                    (l.b..l.end)
+                        .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+                        .unwrap(),
+                );
+                for i in picks {
+                    // f32 rounding favours a large step, ReLU kinks a small one: accept the
+                    // analytic value when one of three steps agrees with it.
+                    let an = g[i] as f64;
+                    let fds: Vec<f64> = [1e-2f32, 3e-3, 1e-3]
+                        .iter()
+                        .map(|&h| {
+                            let (mut a, mut b) = (model.clone(), model.clone());
+                            let (pa, pb) = if which == "mu" {
+                                (&mut a.mu, &mut b.mu)
+                            } else {
+                                (&mut a.rho, &mut b.rho)
+                            };
+                            pa[i] += h;
+                            pb[i] -= h;
+                            (loss(&a) - loss(&b)) / (2.0 * h as f64)
+                        })
+                        .collect();
+                    assert!(
+                        fds.iter()
+                            .any(|fd| (an - fd).abs() <= 0.01 * fd.abs() + 5e-4),
+                        "{} {which}[{i}]: analytic {an} vs finite differences {fds:?}",
+                        l.name
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 30);
+    }
+
+    fn small_run(threads: usize, n: usize, epochs: usize) -> (Lenet, Vec<StepInfo>) {
+        let (x, y) = mnist("train", n).expect("MNIST in /work/data or $TINYVI_DATA");
+        let cfg = TrainConfig {
+            epochs,
+            batch_size: 64,
+            seed: 5,
+            threads,
+            ..TrainConfig::default()
+        };
+        let mut model = Lenet::init(cfg.seed);
+        let mut steps = vec![];
+        train(&mut model, &x, &y, &cfg, &mut |s| steps.push(s)).unwrap();
+        (model, steps)
+    }
+
+    #[test]
+    fn same_seed_same_parameters_for_one_or_two_threads() {
+        let (a, sa) = small_run(1, 300, 1);
+        let (b, sb) = small_run(2, 300, 1);
+        assert_eq!(sa.len(), 5); // 4 full batches and the partial one of 44
+        assert_eq!(sa, sb);
+        assert!(
+            a.mu == b.mu && a.rho == b.rho,
+            "parameters differ between 1 and 2 threads"
+        );
+        assert_ne!(a.mu, Lenet::init(5).mu);
+    }
+
+    #[test]
+    fn small_training_run_lowers_the_loss() {
+        let (_, steps) = small_run(0, 1024, 3);
+        assert_eq!(steps.len(), 48);
+        let first = steps[0].ce;
+        let last: f32 = steps[40..].iter().map(|s| s.ce).sum::<f32>() / 8.0;
+        let acc: f32 = steps[40..].iter().map(|s| s.batch_accuracy).sum::<f32>() / 8.0;
+        assert!(first > 2.0, "first CE {first}");
+        assert!(last < 0.75 * first, "CE {first} → {last}");
+        assert!(acc > 0.3, "accuracy {acc}");
+        assert!(steps
+            .iter()
+            .all(|s| s.kl > 0.0 && (s.loss - s.ce - s.kl / 50_000.0).abs() < 1e-4));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        let mut m = Lenet::init(0);
+        let cfg = TrainConfig::default();
+        let e = train(&mut m, &[0; 784 * 2], &[1], &cfg, &mut |_| {}).unwrap_err();
+        assert!(matches!(e, TrainError::Invalid(_)));
+        let e = train(&mut m, &[0; 784], &[10], &cfg, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("label 10"));
+        let mut bad = Lenet::init(0);
+        bad.rho[40_000] = f32::NAN;
+        let e = train(&mut bad, &[0; 784], &[1], &cfg, &mut |_| {}).unwrap_err();
+        assert!(matches!(e, TrainError::NonFinite { step: 0, .. }), "{e}");
+    }
+}
