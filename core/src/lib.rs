@@ -12,6 +12,7 @@
 pub mod arch;
 pub mod error;
 pub mod format;
+pub mod samples;
 
 pub use error::{Error, Result};
 pub use format::Model;
