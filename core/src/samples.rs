@@ -143,6 +143,15 @@ impl Dataset {
         }
     }
 
+    /// The dataset called `name` (`mnist` or `fashion`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "mnist" => Some(Dataset::Mnist),
+            "fashion" => Some(Dataset::Fashion),
+            _ => None,
+        }
+    }
+
     /// Whether images of this set are out of distribution for a model trained on MNIST.
     pub const fn is_ood(self) -> bool {
         matches!(self, Dataset::Fashion)
@@ -276,7 +285,7 @@ const EMPTY: Sample<'static> = Sample {
     dataset: Dataset::Mnist,
     index: 0,
     label: 0,
-    pixels: &[0; IMAGE_LEN],
+    pixels: &[],
 };
 
 /// Bytes that [`encode`] writes for `count` images.
@@ -397,6 +406,16 @@ mod tests {
             set.checksum(),
             u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap())
         );
+    }
+
+    #[test]
+    fn dataset_names_round_trip() {
+        for d in [Dataset::Mnist, Dataset::Fashion] {
+            assert_eq!(Dataset::from_name(d.name()), Some(d));
+            assert_eq!(Dataset::from_code(d.code()), Some(d));
+        }
+        assert_eq!(Dataset::from_name("cifar"), None);
+        assert_eq!(Dataset::from_code(2), None);
     }
 
     #[test]
