@@ -51,6 +51,7 @@ fn trailer_crc(bytes: &[u8]) -> u32 {
 
 #[cfg(feature = "provoke-stack-overflow")]
 #[inline(never)]
+#[allow(unconditional_recursion)]
 fn recurse(depth: u32) -> u32 {
     let mut frame = [depth; 64];
     // Keep the frame alive and the recursion real.
@@ -64,10 +65,11 @@ fn main() -> ! {
     static mut SCRATCH: Scratch = Scratch::new();
     let scratch: &'static mut Scratch = SCRATCH;
 
-    let Some(cp) = cortex_m::Peripherals::take() else {
+    let Some(mut cp) = cortex_m::Peripherals::take() else {
         defmt::error!("ERROR core peripherals already taken");
         exit(false)
     };
+    platform::guard_below_ram(&mut cp.MPU);
     let cost = Cost::start(cp.SYST, cp.DCB, cp.DWT);
 
     #[cfg(feature = "provoke-stack-overflow")]
@@ -83,6 +85,12 @@ fn main() -> ! {
         // the nRF52840, so this read faults.
         let v = unsafe { core::ptr::read_volatile(0x3000_0000 as *const u32) };
         defmt::info!("read {=u32}", v);
+    }
+
+    #[cfg(feature = "provoke-panic")]
+    {
+        defmt::info!("PROVOKE panic");
+        panic!("provoked");
     }
 
     let model = match Model::from_bytes(&MODEL.0) {

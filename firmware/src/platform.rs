@@ -38,10 +38,54 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     exit(false)
 }
 
-/// Runs on the main stack without reading the stacked frame: after a stack overflow the
-/// frame may be unreadable, and a second fault here would lock the core up silently.
-#[exception(trampoline = false)]
-unsafe fn HardFault() -> ! {
+/// Start of the no-access guard below RAM (see [`guard_below_ram`]).
+const GUARD_START: u32 = 0x1800_0000;
+/// log2 of the guard's size: 128 MiB, up to the start of RAM at 0x2000_0000.
+const GUARD_SIZE_LOG2: u32 = 27;
+
+/// Turns the 128 MiB below RAM into a no-access MPU region, so that running off the end of
+/// the stack faults at once.
+///
+/// flip-link puts the stack at the bottom of RAM, so an overflow leaves RAM. On the nRF52840
+/// nothing is mapped below RAM (a BusFault) — but QEMU's mps2-an386 maps that range to an
+/// "unimplemented device" that ignores writes and reads zeros, so without this region an
+/// overflow there would run on silently. The region stops short of the nRF52840's FICR/UICR
+/// (0x1000_0000..) and leaves the default memory map for everything else (PRIVDEFENA).
+pub fn guard_below_ram(mpu: &mut cortex_m::peripheral::MPU) {
+    const VALID: u32 = 1 << 4;
+    const XN: u32 = 1 << 28;
+    const ENABLE: u32 = 1;
+    const PRIVDEFENA: u32 = 1 << 2;
+    // SAFETY: region 0 is not otherwise used; the region covers no memory this program uses;
+    // the barriers make the new map take effect before the next access.
+    unsafe {
+        mpu.rbar.write(GUARD_START | VALID);
+        mpu.rasr.write(XN | ((GUARD_SIZE_LOG2 - 1) << 1) | ENABLE);
+        mpu.ctrl.write(PRIVDEFENA | ENABLE);
+    }
+    cortex_m::asm::dsb();
+    cortex_m::asm::isb();
+}
+
+// The HardFault handler first moves the main stack pointer back to the top of the stack:
+// after a stack overflow the old stack is unusable, and a handler that pushed onto it would
+// fault again and lock the core up silently. The program ends in the handler, so what was on
+// the stack no longer matters.
+core::arch::global_asm!(
+    ".section .HardFault.user, \"ax\"",
+    ".global HardFault",
+    ".type HardFault, %function",
+    ".thumb_func",
+    "HardFault:",
+    "    ldr r0, =_stack_start",
+    "    msr msp, r0",
+    "    b {report}",
+    "    .ltorg",
+    report = sym hard_fault_report,
+);
+
+/// Logs the fault status registers and ends with a failure. Never returns.
+extern "C" fn hard_fault_report() -> ! {
     // SAFETY: read-only accesses to the System Control Block's fault status registers.
     let (hfsr, cfsr, bfar, mmfar) = unsafe {
         let scb = &*cortex_m::peripheral::SCB::PTR;
@@ -52,16 +96,22 @@ unsafe fn HardFault() -> ! {
             scb.mmfar.read(),
         )
     };
-    // CFSR bits: MSTKERR (4) and BSTKERR (12) = the exception frame could not be stacked,
-    // which is what running off the end of the stack looks like with flip-link.
+    // CFSR: MSTKERR (bit 4) / BSTKERR (bit 12) = the exception frame could not be stacked;
+    // MMARVALID (bit 7) with MMFAR in the guard = an access below RAM. Either is what running
+    // off the end of the stack looks like here.
     let stacking = cfsr & (1 << 4 | 1 << 12) != 0;
+    let in_guard = cfsr & (1 << 7) != 0 && (GUARD_START..0x2000_0000).contains(&mmfar);
+    let overflow = stacking || in_guard;
+    if overflow {
+        defmt::error!("STACK OVERFLOW");
+    }
     defmt::error!(
         "HARDFAULT hfsr={=u32:#x} cfsr={=u32:#x} bfar={=u32:#x} mmfar={=u32:#x} stack_overflow={=bool}",
         hfsr,
         cfsr,
         bfar,
         mmfar,
-        stacking
+        overflow
     );
     exit(false)
 }

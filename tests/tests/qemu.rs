@@ -73,6 +73,37 @@ fn bit_identical_in(mode: &str) {
     assert_eq!(report.bit_identical, IMAGES, "{report}");
     assert!(report.passed(), "{report}");
 
+    // The comparison can fail: one flipped bit in one logged probability is one mismatch…
+    let line = run
+        .log
+        .lines()
+        .find(|l| l.contains("RESULT i=5 "))
+        .expect("image 5");
+    let probs = line
+        .split("probs=")
+        .nth(1)
+        .expect("probs")
+        .split(',')
+        .next()
+        .expect("p0");
+    let bits = u32::from_str_radix(probs.trim_start_matches("0x"), 16).expect("hex") ^ 1;
+    let tampered = run
+        .log
+        .replace(line, &line.replace(probs, &format!("{bits:#x}")));
+    let report = replay(&parse_log(&tampered).expect("parses"), &f.model, &set);
+    assert_eq!(report.bit_identical, IMAGES - 1, "{report}");
+    assert_eq!(report.mismatches.len(), 1);
+    assert_eq!(report.mismatches[0].i, 5);
+    assert!(!report.passed());
+    // …and another model is refused by its checksum.
+    let other = random_lenet(99, Some(FIXTURE_THRESHOLD));
+    let report = replay(&log, &other, &set);
+    assert!(!report.passed());
+    assert!(
+        report.problems.iter().any(|p| p.contains("CRC")),
+        "{report}"
+    );
+
     // The cost counter really counts: SysTick under -icount matches the calibration loop,
     // and every image costs something.
     let calibration = run
@@ -107,4 +138,46 @@ fn firmware_in_qemu_is_bit_identical_to_the_host_local_reparam() {
 #[test]
 fn firmware_in_qemu_is_bit_identical_to_the_host_weights() {
     bit_identical_in("weights");
+}
+
+/// Builds with a `provoke-*` feature and checks that the fault is logged through defmt and
+/// ends QEMU with a failing exit code (issue 6).
+fn fault_is_reported(feature: &str, expected: &[&str]) {
+    let f = fixture(feature);
+    let run = build_and_run(&f, "local-reparam", &[feature]);
+    assert!(!run.timed_out, "QEMU timed out; log so far:\n{}", run.log);
+    assert_eq!(run.code, Some(1), "exit code; log:\n{}", run.log);
+    for text in expected {
+        assert!(
+            run.log.contains(text),
+            "{text:?} not in the log:\n{}",
+            run.log
+        );
+    }
+    assert!(
+        !run.log.contains("RESULT "),
+        "ran inference after the fault:\n{}",
+        run.log
+    );
+}
+
+#[test]
+fn firmware_reports_a_stack_overflow() {
+    fault_is_reported(
+        "provoke-stack-overflow",
+        &["STACK OVERFLOW", "HARDFAULT", "stack_overflow=true"],
+    );
+}
+
+#[test]
+fn firmware_reports_a_hardfault() {
+    fault_is_reported(
+        "provoke-hardfault",
+        &["HARDFAULT", "bfar=0x30000000", "stack_overflow=false"],
+    );
+}
+
+#[test]
+fn firmware_reports_a_panic() {
+    fault_is_reported("provoke-panic", &["PANIC at src/main.rs", "provoked"]);
 }
