@@ -90,7 +90,9 @@ fn main() -> ! {
     #[cfg(feature = "provoke-panic")]
     {
         defmt::info!("PROVOKE panic");
-        panic!("provoked");
+        if core::hint::black_box(true) {
+            panic!("provoked");
+        }
     }
 
     let model = match Model::from_bytes(&MODEL.0) {
