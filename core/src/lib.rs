@@ -91,6 +91,7 @@ pub mod infer;
 pub mod params;
 pub mod pool;
 pub mod rng;
+pub mod samples;
 
 pub use error::{Error, Result};
 pub use format::Model;

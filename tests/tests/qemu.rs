@@ -1,0 +1,183 @@
+//! The firmware in QEMU (mps2-an386, Cortex-M4F) against the host build of the same core:
+//! 64 images × 16 Monte Carlo samples, every result bit-identical, in each sampling mode.
+//!
+//! Needs `qemu-system-arm`, the `thumbv7em-none-eabihf` target and flip-link; fails (does not
+//! skip) with what to install when one is missing. Builds the firmware with
+//! `cargo build --release --features qemu` in `firmware/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tests::compare::{parse_log, replay, DeviceLog};
+use tests::firmware::{build, require_tools, run_qemu, Build, Run};
+use tests::{random_lenet, scratch_dir, synthetic_samples, FIXTURE_THRESHOLD};
+use tinyvi::samples::SampleSet;
+
+/// Images in the fixture sample set (half "MNIST", half "Fashion").
+const IMAGES: usize = 64;
+const MC_SAMPLES: u32 = 16;
+const SEED: u64 = 2024;
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+struct Fixture {
+    dir: PathBuf,
+    model: Vec<u8>,
+    samples: Vec<u8>,
+}
+
+fn fixture(name: &str) -> Fixture {
+    let dir = scratch_dir(name);
+    let model = random_lenet(11, Some(FIXTURE_THRESHOLD));
+    let samples = synthetic_samples(12, IMAGES);
+    std::fs::write(dir.join("model.postcard"), &model).expect("write fixture model");
+    std::fs::write(dir.join("samples.bin"), &samples).expect("write fixture samples");
+    Fixture {
+        dir,
+        model,
+        samples,
+    }
+}
+
+fn build_and_run(f: &Fixture, mode: &str, features: &[&str]) -> Run {
+    require_tools();
+    let elf = f.dir.join(format!("firmware-{mode}.elf"));
+    build(
+        &Build {
+            model: &f.dir.join("model.postcard"),
+            samples: &f.dir.join("samples.bin"),
+            mode,
+            mc_samples: MC_SAMPLES,
+            seed: SEED,
+            features,
+        },
+        &elf,
+    );
+    let run = run_qemu(&elf, TIMEOUT);
+    std::fs::write(f.dir.join(format!("log-{mode}.txt")), &run.log).expect("write the log");
+    run
+}
+
+fn bit_identical_in(mode: &str) {
+    let f = fixture(&format!("qemu-{mode}"));
+    let run = build_and_run(&f, mode, &[]);
+    assert!(!run.timed_out, "QEMU timed out; log so far:\n{}", run.log);
+    assert_eq!(run.code, Some(0), "firmware failed in QEMU:\n{}", run.log);
+    let log: DeviceLog = parse_log(&run.log).unwrap_or_else(|e| panic!("{e}\n{}", run.log));
+    assert_eq!(log.config.mode.name(), mode);
+    assert_eq!(log.config.samples, MC_SAMPLES);
+    assert_eq!(log.config.seed, SEED);
+    assert_eq!(log.results.len(), IMAGES);
+    let set = SampleSet::from_bytes(&f.samples).expect("fixture sample set");
+    let report = replay(&log, &f.model, &set);
+    println!("{report}");
+    assert_eq!(report.bit_identical, IMAGES, "{report}");
+    assert!(report.passed(), "{report}");
+
+    // The comparison can fail: one flipped bit in one logged probability is one mismatch…
+    let line = run
+        .log
+        .lines()
+        .find(|l| l.contains("RESULT i=5 "))
+        .expect("image 5");
+    let probs = line
+        .split("probs=")
+        .nth(1)
+        .expect("probs")
+        .split(',')
+        .next()
+        .expect("p0");
+    let bits = u32::from_str_radix(probs.trim_start_matches("0x"), 16).expect("hex") ^ 1;
+    let tampered = run
+        .log
+        .replace(line, &line.replace(probs, &format!("{bits:#x}")));
+    let report = replay(&parse_log(&tampered).expect("parses"), &f.model, &set);
+    assert_eq!(report.bit_identical, IMAGES - 1, "{report}");
+    assert_eq!(report.mismatches.len(), 1);
+    assert_eq!(report.mismatches[0].i, 5);
+    assert!(!report.passed());
+    // …and another model is refused by its checksum.
+    let other = random_lenet(99, Some(FIXTURE_THRESHOLD));
+    let report = replay(&log, &other, &set);
+    assert!(!report.passed());
+    assert!(
+        report.problems.iter().any(|p| p.contains("CRC")),
+        "{report}"
+    );
+
+    // The cost counter really counts: SysTick under -icount matches the calibration loop,
+    // and every image costs something.
+    let calibration = run
+        .log
+        .lines()
+        .find_map(|l| l.split("calibration=").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .expect("calibration field");
+    let (counted, expected) = calibration.split_once('/').expect("counted/expected");
+    let (counted, expected): (f64, f64) = (counted.parse().unwrap(), expected.parse().unwrap());
+    assert!(
+        (counted / expected - 1.0).abs() < 0.01,
+        "SysTick × 40 = {counted} instructions for a {expected}-instruction loop"
+    );
+    assert!(log.results.iter().all(|r| r.cost > 0));
+    for key in ["flash", "static_ram", "stack_peak"] {
+        assert!(log.summary_u64(key).is_some_and(|v| v > 0), "{key} missing");
+    }
+    // Fits the nRF52840 budget of issue 4: RAM + stack ≤ 32 KB.
+    let ram_total = log.summary_u64("ram_total").expect("ram_total");
+    assert!(
+        ram_total <= 32 * 1024,
+        "static RAM + stack peak = {ram_total} bytes"
+    );
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_to_the_host_local_reparam() {
+    bit_identical_in("local-reparam");
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_to_the_host_weights() {
+    bit_identical_in("weights");
+}
+
+/// Builds with a `provoke-*` feature and checks that the fault is logged through defmt and
+/// ends QEMU with a failing exit code (issue 6).
+fn fault_is_reported(feature: &str, expected: &[&str]) {
+    let f = fixture(feature);
+    let run = build_and_run(&f, "local-reparam", &[feature]);
+    assert!(!run.timed_out, "QEMU timed out; log so far:\n{}", run.log);
+    assert_eq!(run.code, Some(1), "exit code; log:\n{}", run.log);
+    for text in expected {
+        assert!(
+            run.log.contains(text),
+            "{text:?} not in the log:\n{}",
+            run.log
+        );
+    }
+    assert!(
+        !run.log.contains("RESULT "),
+        "ran inference after the fault:\n{}",
+        run.log
+    );
+}
+
+#[test]
+fn firmware_reports_a_stack_overflow() {
+    fault_is_reported(
+        "provoke-stack-overflow",
+        &["STACK OVERFLOW", "HARDFAULT", "stack_overflow=true"],
+    );
+}
+
+#[test]
+fn firmware_reports_a_hardfault() {
+    fault_is_reported(
+        "provoke-hardfault",
+        &["HARDFAULT", "bfar=0x30000000", "stack_overflow=false"],
+    );
+}
+
+#[test]
+fn firmware_reports_a_panic() {
+    fault_is_reported("provoke-panic", &["PANIC at src/main.rs", "provoked"]);
+}
