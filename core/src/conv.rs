@@ -16,7 +16,9 @@ pub const K: usize = 5;
 /// registers and each output is finished at once; elsewhere ([`conv5x5_acc_rows`]) the taps
 /// run outermost over whole output rows, which vectorises. A test checks that both give the
 /// same bits.
-#[inline]
+// Not inlined: called with a pointer into `Scratch`, the loads get small offsets
+// (inlined into `predict`, the Cortex-M4 needs an address computation per load).
+#[inline(never)]
 pub fn conv5x5_acc<const H: usize, const W: usize, const OH: usize, const OW: usize>(
     input: &[[f32; W]; H],
     w: &[[f32; K]; K],
