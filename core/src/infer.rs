@@ -121,6 +121,9 @@ impl Default for Config {
 }
 
 /// The result of one prediction.
+///
+/// With valid but extreme parameters (activations overflowing to ±∞) the fields may be NaN;
+/// `predict` still returns `Ok` and never panics, and `class` is then 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Prediction {
