@@ -192,6 +192,23 @@ mod tests {
         for (a, e) in acc.as_flattened().iter().zip(expected.as_flattened()) {
             assert_eq!(a.to_bits(), e.to_bits());
         }
+        // conv1's shape too.
+        let mut big = [[0f32; 28]; 28];
+        big.as_flattened_mut().iter_mut().for_each(|v| *v = next());
+        let mut rows = [[-0.5f32; 24]; 24];
+        conv5x5_acc_rows(&big, &w, &mut rows);
+        let mut pixels = [[-0.5f32; 24]; 24];
+        conv5x5_acc_pixels(&big, &w, &mut pixels);
+        let expected_big = reference::<28, 28, 24, 24>(&big, &w, -0.5);
+        for ((a, b), e) in rows
+            .as_flattened()
+            .iter()
+            .zip(pixels.as_flattened())
+            .zip(expected_big.as_flattened())
+        {
+            assert_eq!(a.to_bits(), e.to_bits());
+            assert_eq!(b.to_bits(), e.to_bits());
+        }
         // Both loop nestings, whichever this target uses.
         let mut rows = [[0.25f32; 8]; 8];
         conv5x5_acc_rows(&input, &w, &mut rows);
