@@ -160,7 +160,7 @@ fn main() -> ! {
                 exit(false)
             }
         };
-        let spent = cost.now().wrapping_sub(t0);
+        let spent = cost.since(t0);
         total += spent;
         min = min.min(spent);
         max = max.max(spent);

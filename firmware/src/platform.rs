@@ -168,7 +168,7 @@ impl Cost {
         Cost { _syst: syst }
     }
 
-    /// A running count in [`Cost::UNIT`]s.
+    /// A running count in [`Cost::UNIT`]s, for [`Cost::since`].
     #[cfg(feature = "qemu")]
     pub fn now(&self) -> u64 {
         loop {
@@ -181,11 +181,23 @@ impl Cost {
         }
     }
 
-    /// A running count in [`Cost::UNIT`]s (wraps after 2³² cycles; differences of
-    /// shorter spans are right).
+    /// What was spent since `start` (a value of [`Cost::now`]).
+    #[cfg(feature = "qemu")]
+    pub fn since(&self, start: u64) -> u64 {
+        self.now().saturating_sub(start)
+    }
+
+    /// A running count in [`Cost::UNIT`]s, for [`Cost::since`].
     #[cfg(not(feature = "qemu"))]
     pub fn now(&self) -> u64 {
         DWT::cycle_count() as u64
+    }
+
+    /// What was spent since `start` (a value of [`Cost::now`]): the 32-bit cycle counter
+    /// wraps every 2³² cycles (67 s at 64 MHz), far longer than one prediction.
+    #[cfg(not(feature = "qemu"))]
+    pub fn since(&self, start: u64) -> u64 {
+        DWT::cycle_count().wrapping_sub(start as u32) as u64
     }
 
     /// The count that a loop of a known number of instructions gives, as a check of
@@ -195,7 +207,6 @@ impl Cost {
         let t0 = self.now();
         // `subs` + `bne` per iteration, N + 1 iterations.
         cortex_m::asm::delay(N);
-        let t1 = self.now();
-        (2 * (N as u64 + 1), t1.wrapping_sub(t0))
+        (2 * (N as u64 + 1), self.since(t0))
     }
 }
