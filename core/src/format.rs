@@ -191,14 +191,12 @@ impl<'a> F32s<'a> {
     pub fn get(&self, i: usize) -> Option<f32> {
         let start = i.checked_mul(4)?;
         let b = self.bytes.get(start..start.checked_add(4)?)?;
-        Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Some(le_f32(b))
     }
 
     /// The values in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = f32> + Clone + 'a {
-        self.bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.bytes.chunks_exact(4).map(le_f32)
     }
 
     /// The raw little-endian bytes.
@@ -216,6 +214,15 @@ impl<'a> F32s<'a> {
             *o = v;
         }
         true
+    }
+}
+
+/// The little-endian `f32` in `b`, which must hold exactly 4 bytes (0.0 otherwise).
+#[inline(always)]
+pub fn le_f32(b: &[u8]) -> f32 {
+    match *b {
+        [b0, b1, b2, b3] => f32::from_le_bytes([b0, b1, b2, b3]),
+        _ => 0.0,
     }
 }
 
@@ -256,7 +263,7 @@ impl<'a> Model<'a> {
         if bytes.len() < MAGIC.len() {
             return Err(Error::Truncated);
         }
-        if bytes[..MAGIC.len()] != MAGIC {
+        if !bytes.starts_with(&MAGIC) {
             return Err(Error::BadMagic);
         }
         let (magic_and_version, _) =
@@ -270,7 +277,10 @@ impl<'a> Model<'a> {
             return Err(Error::Truncated);
         };
         let (body, trailer) = bytes.split_at(body_len);
-        let stored = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+        let &[t0, t1, t2, t3] = trailer else {
+            return Err(Error::Truncated);
+        };
+        let stored = u32::from_le_bytes([t0, t1, t2, t3]);
         let computed = crc32(body);
         if stored != computed {
             return Err(Error::ChecksumMismatch { stored, computed });
@@ -505,9 +515,7 @@ impl Writer<'_> {
     fn value<T: Serialize>(&mut self, v: &T) -> Result<()> {
         let mut buf = [0u8; 64];
         let used = postcard::to_slice(v, &mut buf).map_err(|_| Error::TooLarge)?;
-        let used: &[u8] = used;
-        let n = used.len();
-        self.bytes(&buf[..n]);
+        self.bytes(used);
         Ok(())
     }
 
@@ -517,7 +525,7 @@ impl Writer<'_> {
         let len_bytes = varint_len(data_len);
         // Layout: varint(pad_len) (1 byte), pad, varint(data_len), data.
         let pad = (4 - (self.pos + 1 + len_bytes) % 4) % 4;
-        self.value(&&[0u8; 3][..pad])?;
+        self.value(&[0u8; 3].get(..pad).unwrap_or(&[]))?;
         self.value(&data_len)?;
         for v in values {
             self.bytes(&v.to_le_bytes());
@@ -585,7 +593,7 @@ pub fn encode(spec: &ModelSpec<'_>, out: &mut [u8]) -> Result<usize> {
     let body_len = needed - CHECKSUM_LEN;
     let mut w = Writer { out, pos: 0 };
     write_model(spec, &mut w)?;
-    let crc = crc32(&w.out[..body_len]);
+    let crc = crc32(w.out.get(..body_len).unwrap_or(&[]));
     w.bytes(&crc.to_le_bytes());
     Model::from_bytes(w.out)?;
     Ok(needed)

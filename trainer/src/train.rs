@@ -1,0 +1,708 @@
+//! ELBO training: Bayes-by-Backprop with the Monte Carlo KL of torch-uncertainty, Adam,
+//! random-crop augmentation and per-epoch shuffling, all driven by one seed.
+//!
+//! One step: (1) σ, ε and the weight samples in parallel over fixed parameter chunks;
+//! (2) forward + backward in parallel over fixed shards of the batch, each shard writing its own
+//! per-sample weight gradients; (3) shard gradients summed in shard order, turned into μ and ρ
+//! gradients (with the KL's), checked, and applied by Adam, in parallel over parameter chunks.
+//! Every boundary is fixed by the data, never by the thread count, so results are identical
+//! for any number of threads.
+
+use std::fmt;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::evaluate::norm_lut;
+use crate::model::Lenet;
+use crate::nn::bayes::{self, Prior, PRIOR};
+use crate::nn::lenet::{layer_of, Workspace, IN, PARAMS};
+use crate::nn::rng::{purpose, Rng};
+
+/// Images per shard of a batch (the unit of parallel work).
+pub const SHARD: usize = 16;
+/// Parameters per chunk of the element-wise phases.
+const CHUNK: usize = 4096;
+/// Padding of the random crop, in pixels.
+pub const CROP_PAD: usize = 4;
+
+/// The training recipe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per step (the last partial batch is kept).
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f32,
+    /// Weight of the KL term.
+    pub kl_weight: f32,
+    /// Monte Carlo samples of the ELBO per step.
+    pub train_samples: usize,
+    /// Seed of initialisation, shuffling, augmentation and weight noise.
+    pub seed: u64,
+    /// Worker threads (0 = all cores).
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    /// DESIGN §3: 1 epoch, batch 128, lr 1e-3, kl_weight 1/50000, 3 samples, seed 0.
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 1,
+            batch_size: 128,
+            lr: 1e-3,
+            kl_weight: 1.0 / 50_000.0,
+            train_samples: 3,
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+/// Progress of one step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepInfo {
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Step within the epoch, from 0.
+    pub step: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// ELBO loss: `ce + kl_weight·kl`.
+    pub loss: f32,
+    /// Cross-entropy, averaged over the batch and the samples.
+    pub ce: f32,
+    /// KL (mean over the 5 layers), averaged over the samples.
+    pub kl: f32,
+    /// Share of the batch's images classified right, averaged over the samples.
+    pub batch_accuracy: f32,
+}
+
+/// What a finished training run reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainSummary {
+    /// Steps taken.
+    pub steps: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Mean loss over the last epoch's steps.
+    pub last_epoch_loss: f32,
+    /// Mean batch accuracy over the last epoch.
+    pub last_epoch_accuracy: f32,
+}
+
+/// Why training stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainError {
+    /// The loss or a gradient became NaN or infinite.
+    NonFinite {
+        /// Global step (from 0).
+        step: usize,
+        /// What: `loss`, `μ gradient` or `ρ gradient`.
+        what: &'static str,
+        /// Layer name, when a gradient.
+        layer: Option<&'static str>,
+    },
+    /// Inconsistent inputs or configuration.
+    Invalid(String),
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainError::NonFinite {
+                step,
+                what,
+                layer: Some(l),
+            } => {
+                write!(
+                    f,
+                    "training diverged at step {step}: non-finite {what} in layer {l}"
+                )
+            }
+            TrainError::NonFinite {
+                step,
+                what,
+                layer: None,
+            } => {
+                write!(f, "training diverged at step {step}: non-finite {what}")
+            }
+            TrainError::Invalid(m) => write!(f, "invalid training input: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+/// Adam as PyTorch writes it (bias-corrected, no weight decay, no amsgrad).
+#[derive(Clone, Debug)]
+pub struct Adam {
+    /// Learning rate.
+    pub lr: f32,
+    /// β₁.
+    pub beta1: f32,
+    /// β₂.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+    /// Steps taken.
+    pub t: u32,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl Adam {
+    /// Adam for `n` parameters with PyTorch's defaults besides `lr`.
+    pub fn new(n: usize, lr: f32) -> Self {
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            t: 0,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
+    }
+
+    /// Starts a step: advances `t` and returns its (step size, 1/√(bias correction 2)).
+    fn begin(&mut self) -> (f32, f32) {
+        self.t += 1;
+        let bc1 = 1.0 - self.beta1.powi(self.t as i32);
+        let bc2 = 1.0 - self.beta2.powi(self.t as i32);
+        (self.lr / bc1, bc2.sqrt())
+    }
+
+    /// Updates `p` (a slice of the parameters starting at `offset`) with gradient `g`.
+    fn apply(&self, k: (f32, f32), p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let (step, bc2_sqrt) = k;
+        for i in 0..p.len() {
+            m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g[i];
+            v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g[i] * g[i];
+            let denom = v[i].sqrt() / bc2_sqrt + self.eps;
+            p[i] -= step * m[i] / denom;
+        }
+    }
+
+    /// One step on all parameters (sequential; the trainer uses the chunked path).
+    pub fn step(&mut self, p: &mut [f32], g: &[f32]) {
+        let k = self.begin();
+        let (mut m, mut v) = (std::mem::take(&mut self.m), std::mem::take(&mut self.v));
+        self.apply(k, p, g, &mut m, &mut v);
+        self.m = m;
+        self.v = v;
+    }
+}
+
+/// Buffers reused by every step.
+pub(crate) struct Engine {
+    s: usize,
+    pub(crate) sigma: Vec<f32>,
+    ln_sigma: Vec<f32>,
+    dsigma: Vec<f32>,
+    /// ε per sample, `[s][PARAMS]`.
+    pub(crate) eps: Vec<f32>,
+    /// Sampled weights per sample, `[s][PARAMS]`.
+    pub(crate) w: Vec<f32>,
+    pub(crate) gmu: Vec<f32>,
+    pub(crate) grho: Vec<f32>,
+    shards: Vec<Workspace>,
+    prior: Prior,
+}
+
+/// Losses of one step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepLoss {
+    pub ce: f64,
+    pub kl: f64,
+    pub correct: usize,
+}
+
+impl Engine {
+    pub(crate) fn new(s: usize, batch: usize) -> Self {
+        let shards = batch.div_ceil(SHARD);
+        Engine {
+            s,
+            sigma: vec![0.0; PARAMS],
+            ln_sigma: vec![0.0; PARAMS],
+            dsigma: vec![0.0; PARAMS],
+            eps: vec![0.0; s * PARAMS],
+            w: vec![0.0; s * PARAMS],
+            gmu: vec![0.0; PARAMS],
+            grho: vec![0.0; PARAMS],
+            shards: (0..shards)
+                .map(|_| Workspace::new(SHARD, s, true))
+                .collect(),
+            prior: PRIOR,
+        }
+    }
+
+    /// σ terms of the current ρ, then fresh ε (from `seed`, `step`) unless `keep_eps`, and the
+    /// weight samples; returns Σ_s KL_s (each the mean over layers).
+    pub(crate) fn sample(&mut self, model: &Lenet, seed: u64, step: u64, keep_eps: bool) -> f64 {
+        let (sigma, ln_sigma, dsigma) = (&mut self.sigma, &mut self.ln_sigma, &mut self.dsigma);
+        sigma
+            .par_chunks_mut(CHUNK)
+            .zip(ln_sigma.par_chunks_mut(CHUNK))
+            .zip(dsigma.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(c, ((s, l), d))| {
+                bayes::sigma_terms(&model.rho[c * CHUNK..c * CHUNK + s.len()], s, l, d);
+            });
+        let per_sample = PARAMS.div_ceil(CHUNK);
+        let (sigma, ln_sigma, prior) = (&self.sigma, &self.ln_sigma, &self.prior);
+        let parts: Vec<f64> = self
+            .eps
+            .par_chunks_mut(PARAMS)
+            .zip(self.w.par_chunks_mut(PARAMS))
+            .enumerate()
+            .flat_map(|(s, (e, w))| {
+                e.par_chunks_mut(CHUNK)
+                    .zip(w.par_chunks_mut(CHUNK))
+                    .enumerate()
+                    .map(move |(c, (e, w))| (s, c, e, w))
+            })
+            .map(|(s, c, e, w)| {
+                if !keep_eps {
+                    Rng::stream(seed, &[purpose::TRAIN_EPS, step, s as u64, c as u64])
+                        .fill_normal(e);
+                }
+                let r = c * CHUNK..c * CHUNK + e.len();
+                bayes::sample(&model.mu[r.clone()], &sigma[r.clone()], e, w);
+                bayes::kl_sum(&ln_sigma[r], e, w, prior)
+            })
+            .collect();
+        debug_assert_eq!(parts.len(), self.s * per_sample);
+        parts.iter().sum::<f64>() / 5.0
+    }
+
+    /// Forward + backward of the batch (normalised images produced by `fill`) and the μ, ρ
+    /// gradients of the ELBO into `gmu`, `grho`. `kl_sum` is [`Engine::sample`]'s result.
+    pub(crate) fn gradients(
+        &mut self,
+        n: usize,
+        labels: &[u8],
+        kl_weight: f32,
+        kl_sum: f64,
+        fill: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) -> StepLoss {
+        let s = self.s;
+        let scale = 1.0 / (n * s) as f32;
+        let weights: Vec<&[f32]> = self.w.chunks_exact(PARAMS).collect();
+        let nshards = n.div_ceil(SHARD);
+        let outs: Vec<(f64, usize)> = self.shards[..nshards]
+            .par_iter_mut()
+            .enumerate()
+            .map(|(k, ws)| {
+                let lo = k * SHARD;
+                let m = SHARD.min(n - lo);
+                for i in 0..m {
+                    fill(lo + i, &mut ws.x[i * IN..(i + 1) * IN]);
+                }
+                let ce = ws.forward_backward(m, &labels[lo..lo + m], &weights, scale);
+                (
+                    ce.iter().map(|c| c.ce_sum).sum(),
+                    ce.iter().map(|c| c.correct).sum(),
+                )
+            })
+            .collect();
+        let c = kl_weight / (5 * s) as f32;
+        let shards = &self.shards[..nshards];
+        let (sigma, dsigma, eps, w, prior) =
+            (&self.sigma, &self.dsigma, &self.eps, &self.w, &self.prior);
+        self.gmu
+            .par_chunks_mut(CHUNK)
+            .zip(self.grho.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(ci, (gm, gr))| {
+                let lo = ci * CHUNK;
+                let len = gm.len();
+                gm.fill(0.0);
+                gr.fill(0.0);
+                let mut g = [0.0f32; CHUNK];
+                let g = &mut g[..len];
+                for j in 0..s {
+                    g.copy_from_slice(&shards[0].grads()[j][lo..lo + len]);
+                    for ws in &shards[1..] {
+                        for (a, &b) in g.iter_mut().zip(&ws.grads()[j][lo..lo + len]) {
+                            *a += b;
+                        }
+                    }
+                    let r = j * PARAMS + lo..j * PARAMS + lo + len;
+                    bayes::accumulate_grads(
+                        &sigma[lo..lo + len],
+                        &dsigma[lo..lo + len],
+                        &eps[r.clone()],
+                        &w[r],
+                        g,
+                        c,
+                        prior,
+                        gm,
+                        gr,
+                    );
+                }
+            });
+        let ce: f64 = outs.iter().map(|o| o.0).sum();
+        let correct = outs.iter().map(|o| o.1).sum();
+        StepLoss {
+            ce: ce / (n * s) as f64,
+            kl: kl_sum / s as f64,
+            correct,
+        }
+    }
+
+    /// The first non-finite gradient, as (what, layer).
+    fn check(&self) -> Option<(&'static str, &'static str)> {
+        let bad = |v: &[f32]| v.par_iter().position_first(|g| !g.is_finite());
+        if let Some(i) = bad(&self.gmu) {
+            return Some(("μ gradient", layer_of(i).name));
+        }
+        bad(&self.grho).map(|i| ("ρ gradient", layer_of(i).name))
+    }
+}
+
+/// Writes the normalised random crop of `img` (28×28 u8) at offset (`dy`, `dx`) ∈ 0..=8 of the
+/// image zero-padded by 4 pixels.
+#[inline]
+pub fn crop_normalized(img: &[u8], dy: usize, dx: usize, lut: &[f32; 256], out: &mut [f32]) {
+    for y in 0..28 {
+        let sy = y + dy;
+        let row = &mut out[y * 28..(y + 1) * 28];
+        if !(CROP_PAD..CROP_PAD + 28).contains(&sy) {
+            row.fill(lut[0]);
+            continue;
+        }
+        let src = &img[(sy - CROP_PAD) * 28..(sy - CROP_PAD + 1) * 28];
+        for (x, o) in row.iter_mut().enumerate() {
+            let sx = x + dx;
+            *o = if (CROP_PAD..CROP_PAD + 28).contains(&sx) {
+                lut[src[sx - CROP_PAD] as usize]
+            } else {
+                lut[0]
+            };
+        }
+    }
+}
+
+/// Trains `model` on `images` (`n × 784` u8) and `labels` (`n` values in 0..10) with `cfg`,
+/// calling `on_step` after every step.
+pub fn train(
+    model: &mut Lenet,
+    images: &[u8],
+    labels: &[u8],
+    cfg: &TrainConfig,
+    on_step: &mut dyn FnMut(StepInfo),
+) -> Result<TrainSummary, TrainError> {
+    let n = labels.len();
+    if images.len() != n * IN {
+        return Err(TrainError::Invalid(format!(
+            "{} image bytes for {n} labels (expected {})",
+            images.len(),
+            n * IN
+        )));
+    }
+    if let Some(i) = labels.iter().position(|&l| l >= 10) {
+        return Err(TrainError::Invalid(format!(
+            "label {} at index {i} is not in 0..10",
+            labels[i]
+        )));
+    }
+    if n == 0 || cfg.batch_size == 0 || cfg.train_samples == 0 {
+        return Err(TrainError::Invalid(
+            "need at least one image, a batch size ≥ 1 and ≥ 1 training sample".into(),
+        ));
+    }
+    if model.mu.len() != PARAMS || model.rho.len() != PARAMS {
+        return Err(TrainError::Invalid(
+            "model has the wrong number of parameters".into(),
+        ));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .map_err(|e| TrainError::Invalid(format!("cannot start worker threads: {e}")))?;
+    train_in_pool(&pool, model, images, labels, cfg, on_step)
+}
+
+fn train_in_pool(
+    pool: &rayon::ThreadPool,
+    model: &mut Lenet,
+    images: &[u8],
+    labels: &[u8],
+    cfg: &TrainConfig,
+    on_step: &mut dyn FnMut(StepInfo),
+) -> Result<TrainSummary, TrainError> {
+    let start = Instant::now();
+    let n = labels.len();
+    let batch = cfg.batch_size.min(n);
+    let steps_per_epoch = n.div_ceil(batch);
+    let mut engine = Engine::new(cfg.train_samples, batch);
+    let mut adam_mu = Adam::new(PARAMS, cfg.lr);
+    let mut adam_rho = Adam::new(PARAMS, cfg.lr);
+    let lut = norm_lut();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut crops = vec![(0u8, 0u8); n];
+    let mut batch_labels = vec![0u8; batch];
+    let mut global = 0usize;
+    let (mut loss_sum, mut acc_sum) = (0.0f64, 0.0f64);
+    for epoch in 0..cfg.epochs {
+        order
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = i as u32);
+        Rng::stream(cfg.seed, &[purpose::SHUFFLE, epoch as u64]).shuffle(&mut order);
+        let mut rng = Rng::stream(cfg.seed, &[purpose::AUGMENT, epoch as u64]);
+        for c in &mut crops {
+            *c = (
+                rng.below(2 * CROP_PAD + 1) as u8,
+                rng.below(2 * CROP_PAD + 1) as u8,
+            );
+        }
+        (loss_sum, acc_sum) = (0.0, 0.0);
+        for step in 0..steps_per_epoch {
+            let lo = step * batch;
+            let hi = (lo + batch).min(n);
+            let m = hi - lo;
+            for (b, &o) in batch_labels.iter_mut().zip(&order[lo..hi]) {
+                *b = labels[o as usize];
+            }
+            let (order, crops) = (&order, &crops);
+            let fill = |i: usize, out: &mut [f32]| {
+                let idx = order[lo + i] as usize;
+                let (dy, dx) = crops[lo + i];
+                crop_normalized(
+                    &images[idx * IN..(idx + 1) * IN],
+                    dy as usize,
+                    dx as usize,
+                    &lut,
+                    out,
+                );
+            };
+            let bl = &batch_labels[..m];
+            let (l, bad) = pool.install(|| {
+                let kl_sum = engine.sample(model, cfg.seed, global as u64, false);
+                let l = engine.gradients(m, bl, cfg.kl_weight, kl_sum, &fill);
+                (l, engine.check())
+            });
+            let loss = l.ce + cfg.kl_weight as f64 * l.kl;
+            if !loss.is_finite() {
+                return Err(TrainError::NonFinite {
+                    step: global,
+                    what: "loss",
+                    layer: None,
+                });
+            }
+            if let Some((what, layer)) = bad {
+                return Err(TrainError::NonFinite {
+                    step: global,
+                    what,
+                    layer: Some(layer),
+                });
+            }
+            pool.install(|| {
+                apply_adam(&mut adam_mu, &mut model.mu, &engine.gmu);
+                apply_adam(&mut adam_rho, &mut model.rho, &engine.grho);
+            });
+            let acc = l.correct as f64 / (m * cfg.train_samples) as f64;
+            loss_sum += loss;
+            acc_sum += acc;
+            on_step(StepInfo {
+                epoch,
+                step,
+                steps_per_epoch,
+                loss: loss as f32,
+                ce: l.ce as f32,
+                kl: l.kl as f32,
+                batch_accuracy: acc as f32,
+            });
+            global += 1;
+        }
+    }
+    Ok(TrainSummary {
+        steps: global,
+        seconds: start.elapsed().as_secs_f64(),
+        last_epoch_loss: (loss_sum / steps_per_epoch as f64) as f32,
+        last_epoch_accuracy: (acc_sum / steps_per_epoch as f64) as f32,
+    })
+}
+
+/// Adam on fixed chunks in parallel.
+fn apply_adam(adam: &mut Adam, p: &mut [f32], g: &[f32]) {
+    let k = adam.begin();
+    let (mut m, mut v) = (std::mem::take(&mut adam.m), std::mem::take(&mut adam.v));
+    let a = &*adam;
+    p.par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(c, ((p, m), v))| a.apply(k, p, &g[c * CHUNK..c * CHUNK + p.len()], m, v));
+    adam.m = m;
+    adam.v = v;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::mnist;
+
+    #[test]
+    fn adam_matches_hand_computed_steps() {
+        // PyTorch's formula in f64 by hand, lr 0.1, three steps.
+        let mut adam = Adam::new(2, 0.1);
+        let mut p = [1.0f32, -2.0];
+        let want = [
+            [0.900_000_002, -1.900_000_01],
+            [0.936_610_354, -1.936_610_360],
+            [0.947_377_474, -1.964_910_267],
+        ];
+        for (g, w) in [[0.5f32, -0.1], [-1.0, 0.2], [0.3, 0.0]].iter().zip(want) {
+            adam.step(&mut p, g);
+            assert!(
+                (p[0] as f64 - w[0]).abs() < 1e-6 && (p[1] as f64 - w[1]).abs() < 1e-6,
+                "{p:?} vs {w:?}"
+            );
+        }
+        assert_eq!(adam.t, 3);
+    }
+
+    #[test]
+    fn crop_pads_black_and_shifts() {
+        let img: Vec<u8> = (0..784).map(|i| (i % 251) as u8 + 1).collect();
+        let lut = norm_lut();
+        let mut out = vec![0.0; 784];
+        crop_normalized(&img, 4, 4, &lut, &mut out);
+        assert!(out.iter().zip(&img).all(|(&o, &p)| o == lut[p as usize]));
+        crop_normalized(&img, 0, 8, &lut, &mut out);
+        // Output (y, x) = input (y − 4, x + 4): the top 4 rows and right 4 columns are padding.
+        assert!(out[..4 * 28].iter().all(|&v| v == lut[0]));
+        assert_eq!(out[4 * 28], lut[img[4] as usize]);
+        assert_eq!(out[5 * 28 + 23], lut[img[28 + 27] as usize]);
+        assert_eq!(out[5 * 28 + 24], lut[0]);
+    }
+
+    /// The whole ELBO (CE over a batch, 2 samples, KL mean over layers) with ε fixed: analytic
+    /// ∂/∂μ and ∂/∂ρ against central differences, on the largest gradients of every layer.
+    #[test]
+    fn elbo_gradients_match_finite_differences() {
+        let mut model = Lenet::init(3);
+        for m in &mut model.mu {
+            *m *= 3.0;
+        }
+        for r in &mut model.rho {
+            *r += 5.0; // σ ≈ 0.13: the noise matters
+        }
+        let n = 6;
+        let mut x = vec![0.0f32; n * IN];
+        Rng::new(4).fill_normal(&mut x);
+        let labels: Vec<u8> = (0..n as u8).collect();
+        let fill = |i: usize, out: &mut [f32]| out.copy_from_slice(&x[i * IN..(i + 1) * IN]);
+        let klw = 0.05; // large enough that the KL's gradients count
+        let mut e = Engine::new(2, n);
+        let kl = e.sample(&model, 9, 0, false);
+        e.gradients(n, &labels, klw, kl, &fill);
+        let (gmu, grho) = (e.gmu.clone(), e.grho.clone());
+        let mut loss = |m: &Lenet| -> f64 {
+            let kl = e.sample(m, 9, 0, true);
+            let l = e.gradients(n, &labels, klw, kl, &fill);
+            l.ce + klw as f64 * l.kl
+        };
+        let mut checked = 0;
+        for l in crate::nn::lenet::LAYERS {
+            for (which, g) in [("mu", &gmu), ("rho", &grho)] {
+                let mut idx: Vec<usize> = (l.w..l.end).collect();
+                idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+                let mut picks = idx[..2].to_vec();
+                picks.push(
+                    (l.b..l.end)
+                        .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+                        .unwrap(),
+                );
+                for i in picks {
+                    // f32 rounding favours a large step, ReLU kinks a small one: accept the
+                    // analytic value when one of three steps agrees with it.
+                    let an = g[i] as f64;
+                    let fds: Vec<f64> = [1e-2f32, 3e-3, 1e-3]
+                        .iter()
+                        .map(|&h| {
+                            let (mut a, mut b) = (model.clone(), model.clone());
+                            let (pa, pb) = if which == "mu" {
+                                (&mut a.mu, &mut b.mu)
+                            } else {
+                                (&mut a.rho, &mut b.rho)
+                            };
+                            pa[i] += h;
+                            pb[i] -= h;
+                            (loss(&a) - loss(&b)) / (2.0 * h as f64)
+                        })
+                        .collect();
+                    assert!(
+                        fds.iter()
+                            .any(|fd| (an - fd).abs() <= 0.01 * fd.abs() + 5e-4),
+                        "{} {which}[{i}]: analytic {an} vs finite differences {fds:?}",
+                        l.name
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 30);
+    }
+
+    fn small_run(threads: usize, n: usize, epochs: usize) -> (Lenet, Vec<StepInfo>) {
+        let (x, y) = mnist("train", n).expect("MNIST in /work/data or $TINYVI_DATA");
+        let cfg = TrainConfig {
+            epochs,
+            batch_size: 64,
+            seed: 5,
+            threads,
+            ..TrainConfig::default()
+        };
+        let mut model = Lenet::init(cfg.seed);
+        let mut steps = vec![];
+        train(&mut model, &x, &y, &cfg, &mut |s| steps.push(s)).unwrap();
+        (model, steps)
+    }
+
+    #[test]
+    fn same_seed_same_parameters_for_one_or_two_threads() {
+        let (a, sa) = small_run(1, 300, 1);
+        let (b, sb) = small_run(2, 300, 1);
+        assert_eq!(sa.len(), 5); // 4 full batches and the partial one of 44
+        assert_eq!(sa, sb);
+        assert!(
+            a.mu == b.mu && a.rho == b.rho,
+            "parameters differ between 1 and 2 threads"
+        );
+        assert_ne!(a.mu, Lenet::init(5).mu);
+    }
+
+    #[test]
+    fn small_training_run_lowers_the_loss() {
+        let (_, steps) = small_run(0, 1024, 3);
+        assert_eq!(steps.len(), 48);
+        let first = steps[0].ce;
+        let last: f32 = steps[40..].iter().map(|s| s.ce).sum::<f32>() / 8.0;
+        let acc: f32 = steps[40..].iter().map(|s| s.batch_accuracy).sum::<f32>() / 8.0;
+        assert!(first > 2.0, "first CE {first}");
+        assert!(last < 0.75 * first, "CE {first} → {last}");
+        assert!(acc > 0.3, "accuracy {acc}");
+        assert!(steps
+            .iter()
+            .all(|s| s.kl > 0.0 && (s.loss - s.ce - s.kl / 50_000.0).abs() < 1e-4));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        let mut m = Lenet::init(0);
+        let cfg = TrainConfig::default();
+        let e = train(&mut m, &[0; 784 * 2], &[1], &cfg, &mut |_| {}).unwrap_err();
+        assert!(matches!(e, TrainError::Invalid(_)));
+        let e = train(&mut m, &[0; 784], &[10], &cfg, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("label 10"));
+        let mut bad = Lenet::init(0);
+        bad.rho[40_000] = f32::NAN;
+        let e = train(&mut bad, &[0; 784], &[1], &cfg, &mut |_| {}).unwrap_err();
+        assert!(matches!(e, TrainError::NonFinite { step: 0, .. }), "{e}");
+    }
+}
