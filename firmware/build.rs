@@ -87,7 +87,7 @@ fn run() -> Result<(), String> {
     let (samples_path, samples) = input_file(
         "TINYVI_SAMPLES",
         "../artifacts/samples.bin",
-        "cargo run -p trainer --release -- train` (the trainer writes samples.bin next to the model; untrained: `cargo run -p tests --bin make-fixture -- artifacts",
+        "cargo run -p trainer --release -- export-samples --count 32` (32 MNIST + 32 Fashion-MNIST test images; with the untrained fixture: `cargo run -p tests --bin make-fixture -- artifacts",
     )?;
     let set = SampleSet::from_bytes(&samples).map_err(|e| {
         format!(

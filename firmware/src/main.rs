@@ -11,10 +11,8 @@
 mod memory;
 mod ood;
 mod platform;
-// TEMPORARY until branch core-infer is merged: then delete stub_infer.rs and use
-// `use tinyvi::infer; use tinyvi::rng::image_seed;` instead of the two lines below.
-mod stub_infer;
-use stub_infer::{self as infer, image_seed};
+use tinyvi::infer;
+use tinyvi::rng::image_seed;
 
 use cortex_m_rt::entry;
 use infer::{Config, LeNet, Mode, Scratch};

@@ -19,11 +19,8 @@ use tinyvi::arch::CLASSES;
 use tinyvi::samples::{Dataset, SampleSet};
 use tinyvi::Model;
 
-// TEMPORARY until branch core-infer is merged: then delete these three lines and use
-// `use tinyvi::infer; use tinyvi::rng::image_seed;`.
-#[path = "../../firmware/src/stub_infer.rs"]
-mod stub_infer;
-use stub_infer::{self as infer, image_seed};
+use tinyvi::infer;
+use tinyvi::rng::image_seed;
 
 use infer::{Config, LeNet, Mode, Prediction, Scratch};
 
