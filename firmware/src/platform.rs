@@ -15,16 +15,20 @@ use defmt_rtt as _;
 #[cfg(not(any(feature = "board", feature = "qemu")))]
 compile_error!("enable feature `board` (default, RTT) or `qemu` (semihosting)");
 
-/// Ends the program: through semihosting, which QEMU turns into its exit code and
-/// `probe-rs run` into its own.
+/// Ends the program through semihosting, which QEMU turns into its exit code and
+/// `probe-rs run` into its own. A board running without a debugger would fault on the
+/// semihosting call, so there the program just sleeps.
 pub fn exit(success: bool) -> ! {
     let code = if success {
         cortex_m_semihosting::debug::EXIT_SUCCESS
     } else {
         cortex_m_semihosting::debug::EXIT_FAILURE
     };
-    loop {
+    if cfg!(feature = "qemu") || cortex_m::peripheral::DCB::is_debugger_attached() {
         cortex_m_semihosting::debug::exit(code);
+    }
+    loop {
+        cortex_m::asm::wfi();
     }
 }
 
