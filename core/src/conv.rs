@@ -11,10 +11,28 @@ pub const K: usize = 5;
 /// time in (ky, kx) row-major order, to each output independently.
 ///
 /// `OH = H − 4` and `OW = W − 4` are checked at compile time. Because every output gets its
-/// own sequence of additions, the loop nesting does not change any bit: the loops run the
-/// taps outermost and a whole output row innermost, which vectorises on hosts.
-#[inline]
+/// own sequence of additions, the loop nesting does not change any bit, so each target gets
+/// the nesting that suits it: on the Cortex-M4 ([`conv5x5_acc_pixels`]) the 25 weights stay in
+/// registers and each output is finished at once; elsewhere ([`conv5x5_acc_rows`]) the taps
+/// run outermost over whole output rows, which vectorises. A test checks that both give the
+/// same bits.
+// Not inlined: called with a pointer into `Scratch`, the loads get small offsets
+// (inlined into `predict`, the Cortex-M4 needs an address computation per load).
+#[inline(never)]
 pub fn conv5x5_acc<const H: usize, const W: usize, const OH: usize, const OW: usize>(
+    input: &[[f32; W]; H],
+    w: &[[f32; K]; K],
+    acc: &mut [[f32; OW]; OH],
+) {
+    #[cfg(target_arch = "arm")]
+    conv5x5_acc_pixels(input, w, acc);
+    #[cfg(not(target_arch = "arm"))]
+    conv5x5_acc_rows(input, w, acc);
+}
+
+/// [`conv5x5_acc`] with the taps outermost and a whole output row innermost (SIMD-friendly).
+#[inline]
+pub fn conv5x5_acc_rows<const H: usize, const W: usize, const OH: usize, const OW: usize>(
     input: &[[f32; W]; H],
     w: &[[f32; K]; K],
     acc: &mut [[f32; OW]; OH],
@@ -27,6 +45,67 @@ pub fn conv5x5_acc<const H: usize, const W: usize, const OH: usize, const OW: us
                     *o += wk * i;
                 }
             }
+        }
+    }
+}
+
+/// [`conv5x5_acc`] output by output, the 25 weights held in registers (for the Cortex-M4's
+/// 32 single-precision registers).
+#[inline]
+pub fn conv5x5_acc_pixels<const H: usize, const W: usize, const OH: usize, const OW: usize>(
+    input: &[[f32; W]; H],
+    w: &[[f32; K]; K],
+    acc: &mut [[f32; OW]; OH],
+) {
+    const { assert!(H == OH + K - 1 && W == OW + K - 1) };
+    let [[w00, w01, w02, w03, w04], [w10, w11, w12, w13, w14], [w20, w21, w22, w23, w24], [w30, w31, w32, w33, w34], [w40, w41, w42, w43, w44]] =
+        *w;
+    for (orow, window) in acc.iter_mut().zip(input.windows(K)) {
+        let [r0, r1, r2, r3, r4] = window else {
+            continue;
+        };
+        let taps = r0
+            .windows(K)
+            .zip(r1.windows(K))
+            .zip(r2.windows(K))
+            .zip(r3.windows(K))
+            .zip(r4.windows(K));
+        for (o, ((((t0, t1), t2), t3), t4)) in orow.iter_mut().zip(taps) {
+            let (&[a0, a1, a2, a3, a4], &[b0, b1, b2, b3, b4], &[c0, c1, c2, c3, c4]) =
+                (t0, t1, t2)
+            else {
+                continue;
+            };
+            let (&[d0, d1, d2, d3, d4], &[e0, e1, e2, e3, e4]) = (t3, t4) else {
+                continue;
+            };
+            let mut s = *o;
+            s += w00 * a0;
+            s += w01 * a1;
+            s += w02 * a2;
+            s += w03 * a3;
+            s += w04 * a4;
+            s += w10 * b0;
+            s += w11 * b1;
+            s += w12 * b2;
+            s += w13 * b3;
+            s += w14 * b4;
+            s += w20 * c0;
+            s += w21 * c1;
+            s += w22 * c2;
+            s += w23 * c3;
+            s += w24 * c4;
+            s += w30 * d0;
+            s += w31 * d1;
+            s += w32 * d2;
+            s += w33 * d3;
+            s += w34 * d4;
+            s += w40 * e0;
+            s += w41 * e1;
+            s += w42 * e2;
+            s += w43 * e3;
+            s += w44 * e4;
+            *o = s;
         }
     }
 }
@@ -112,6 +191,37 @@ mod tests {
         let expected = reference::<12, 12, 8, 8>(&input, &w, 0.25);
         for (a, e) in acc.as_flattened().iter().zip(expected.as_flattened()) {
             assert_eq!(a.to_bits(), e.to_bits());
+        }
+        // conv1's shape too.
+        let mut big = [[0f32; 28]; 28];
+        big.as_flattened_mut().iter_mut().for_each(|v| *v = next());
+        let mut rows = [[-0.5f32; 24]; 24];
+        conv5x5_acc_rows(&big, &w, &mut rows);
+        let mut pixels = [[-0.5f32; 24]; 24];
+        conv5x5_acc_pixels(&big, &w, &mut pixels);
+        let expected_big = reference::<28, 28, 24, 24>(&big, &w, -0.5);
+        for ((a, b), e) in rows
+            .as_flattened()
+            .iter()
+            .zip(pixels.as_flattened())
+            .zip(expected_big.as_flattened())
+        {
+            assert_eq!(a.to_bits(), e.to_bits());
+            assert_eq!(b.to_bits(), e.to_bits());
+        }
+        // Both loop nestings, whichever this target uses.
+        let mut rows = [[0.25f32; 8]; 8];
+        conv5x5_acc_rows(&input, &w, &mut rows);
+        let mut pixels = [[0.25f32; 8]; 8];
+        conv5x5_acc_pixels(&input, &w, &mut pixels);
+        for ((a, b), e) in rows
+            .as_flattened()
+            .iter()
+            .zip(pixels.as_flattened())
+            .zip(expected.as_flattened())
+        {
+            assert_eq!(a.to_bits(), e.to_bits());
+            assert_eq!(b.to_bits(), e.to_bits());
         }
     }
 }

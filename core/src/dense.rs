@@ -88,7 +88,9 @@ fn dot_pair(mean: &[u8], var: &[u8], x: &[f32], x2: &[f32]) -> (f32, f32) {
 
 /// `out[o] = b_o + Σ_i w_oi·x_i` with every bias and weight drawn by `d`: first the `OUT`
 /// biases in order, then the weights in storage order (`o` major, `i` minor).
-#[inline]
+// Not inlined: called with a pointer into `Scratch`, the loads get small offsets
+// (inlined into `predict`, the Cortex-M4 needs an address computation per load).
+#[inline(never)]
 pub fn dense<D: Draw, const IN: usize, const OUT: usize, const WB: usize, const BB: usize>(
     x: &[f32; IN],
     p: &Params<'_, WB, BB>,
@@ -109,7 +111,9 @@ pub fn dense<D: Draw, const IN: usize, const OUT: usize, const WB: usize, const 
 /// Local reparameterisation: `out[o] = μ_o + sqrtf(v_o)·ε_o` with
 /// `μ_o = b_μ + Σ_i μ_oi·x_i` and `v_o = b_var + Σ_i var_oi·x_i²`, one standard normal per
 /// output drawn in increasing `o`.
-#[inline]
+// Not inlined: called with a pointer into `Scratch`, the loads get small offsets
+// (inlined into `predict`, the Cortex-M4 needs an address computation per load).
+#[inline(never)]
 pub fn dense_local_reparam<const IN: usize, const OUT: usize, const WB: usize, const BB: usize>(
     x: &[f32; IN],
     p: &Params<'_, WB, BB>,

@@ -110,7 +110,7 @@ pub enum Activation {
 pub enum OodScore {
     /// Predictive entropy H[p̄] (nats).
     Entropy,
-    /// Mutual information H[p̄] − mean H[p_s] (nats).
+    /// Mutual information `H[p̄] − mean H[p_s]` (nats).
     MutualInformation,
 }
 

@@ -21,7 +21,7 @@ const R: f32 = 3.442_619_8;
 const INV_R: f32 = 1.0 / R;
 
 /// A standard normal draw N(0, 1).
-#[inline]
+#[inline(always)]
 pub fn standard_normal(rng: &mut Rng) -> f32 {
     loop {
         let u = rng.next_u32();

@@ -40,12 +40,11 @@
 //!
 //! [`Scratch`] is [`Scratch::BYTES`] = 14,872 bytes of activations, owned by the caller (it
 //! can be a `static`). One call to [`LeNet::predict`] needs on top of that its stack: on
-//! `thumbv7em-none-eabihf` (release) `predict`'s own frame is 3,400 bytes (it holds, among
-//! others, the 256 squared inputs of fc1 in `LocalReparam`, a 5×5 kernel and the per-class
-//! statistics) and its callees (`conv5x5_acc`, `relu_maxpool2`, the ziggurat's slow paths,
-//! libm) add < 100 bytes: ≈ 18.4 KB of RAM in all, within the 24 KB budget. The firmware's
-//! painted-stack measurement is the authoritative figure. The parameters stay in the model
-//! bytes.
+//! `thumbv7em-none-eabihf` (release) `predict`'s own frame is 2,080 bytes and its deepest
+//! callee, fc1 in `LocalReparam` (which holds the 256 squared inputs), 1,160 bytes; libm and
+//! the ziggurat's slow paths add < 100: ≈ 3.3 KB, so ≈ 18.2 KB of RAM in all, within the
+//! 24 KB budget. The firmware's painted-stack measurement is the authoritative figure. The
+//! parameters stay in the model bytes.
 
 use crate::arch::{self, CLASSES, IMAGE_LEN, IMAGE_SIDE};
 use crate::conv::{conv5x5_acc, draw_kernel};
@@ -122,6 +121,9 @@ impl Default for Config {
 }
 
 /// The result of one prediction.
+///
+/// With valid but extreme parameters (activations overflowing to ±∞) the fields may be NaN;
+/// `predict` still returns `Ok` and never panics, and `class` is then 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Prediction {

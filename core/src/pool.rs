@@ -5,7 +5,9 @@
 /// Written with `>` comparisons from `+0.0`, so the result is the same bits on every target:
 /// NaN inputs are ignored and a `−0.0` becomes `+0.0` (`f32::max` leaves both choices open).
 /// `OH = H/2` and `OW = W/2` with `H`, `W` even are checked at compile time.
-#[inline]
+// Not inlined: called with a pointer into `Scratch`, the loads get small offsets
+// (inlined into `predict`, the Cortex-M4 needs an address computation per load).
+#[inline(never)]
 pub fn relu_maxpool2<const H: usize, const W: usize, const OH: usize, const OW: usize>(
     input: &[[f32; W]; H],
     out: &mut [[f32; OW]; OH],
@@ -17,8 +19,11 @@ pub fn relu_maxpool2<const H: usize, const W: usize, const OH: usize, const OW: 
             .iter_mut()
             .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
         {
+            let (&[a0, a1], &[b0, b1]) = (a, b) else {
+                continue;
+            };
             let mut m = 0.0f32;
-            for &v in a.iter().chain(b) {
+            for v in [a0, a1, b0, b1] {
                 if v > m {
                     m = v;
                 }

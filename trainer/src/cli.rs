@@ -179,9 +179,13 @@ pub struct CompareArgs {
     /// The model the device ran.
     #[arg(long, value_name = "FILE", default_value = "artifacts/model.postcard")]
     pub model: PathBuf,
-    /// The sample images the device ran (as written by export-samples).
-    #[arg(long, value_name = "FILE")]
+    /// The sample images the device ran (as written by `train` or `export-samples`).
+    #[arg(long, value_name = "FILE", default_value = "artifacts/samples.bin")]
     pub samples: PathBuf,
+    /// The trainer's own evaluation of the test sets, to report agreement with (skipped with a
+    /// note when the file does not exist).
+    #[arg(long, value_name = "FILE", default_value = "artifacts/predictions.csv")]
+    pub predictions: PathBuf,
 }
 
 /// Flags of `bench`.
@@ -208,7 +212,7 @@ pub struct ExportSamplesArgs {
     #[arg(long, value_name = "FILE", default_value = "artifacts/samples.bin")]
     pub out: PathBuf,
     /// Images taken from each of MNIST test and Fashion-MNIST test.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = positive_usize)]
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = positive_usize)]
     pub count: usize,
 }
 

@@ -1,7 +1,9 @@
 //! tinyvi's trainer: data, Bayes-by-Backprop training of the variational LeNet, Monte Carlo
 //! evaluation, metrics, reports, export and the command line.
 
+pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod evaluate;
@@ -9,7 +11,9 @@ pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod pipeline;
 pub mod report;
+pub mod samples;
 pub mod train;
 
 #[cfg(test)]

@@ -1,1 +1,23 @@
-fn main() {}
+//! `trainer`: train, evaluate, export and check tinyvi's variational Bayesian LeNet.
+//! `cargo run -p trainer --release` trains with the seed recipe; `--help` lists the rest.
+
+use std::process::ExitCode;
+
+use trainer::cli::{self, Command};
+
+fn main() -> ExitCode {
+    let result = match cli::parse().into_command() {
+        Command::Train(args) => trainer::pipeline::run_train(&args),
+        Command::Eval(args) => trainer::pipeline::run_eval(&args),
+        Command::Compare(args) => trainer::pipeline::run_compare(&args),
+        Command::Bench(args) => trainer::bench::run(&args),
+        Command::ExportSamples(args) => trainer::pipeline::run_export_samples(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Pinned predictions: the random stream, the sampler and the arithmetic order are part of
+//! the contract (a device's log must replay bit for bit on the host, today and after any
+//! change). These bits were produced on x86-64 and, identically, on a Cortex-M4F under QEMU
+//! (`mps2-an386`, `thumbv7em-none-eabihf`, release + LTO) from the same model, image and seed.
+//! A change to any of them is a breaking change of the inference contract.
+
+use tinyvi::arch::{IMAGE_LEN, IMAGE_SIDE, LENET_INPUT, LENET_LAYERS};
+use tinyvi::format::{encode, encoded_len, LayerSpec, ModelSpec};
+use tinyvi::gauss::standard_normal;
+use tinyvi::rng::Rng;
+use tinyvi::{Config, LeNet, Mode, Model, Scratch};
+
+/// Means N(0, 0.1²) from `Rng::seed_from_u64(0)` (per layer: the weights, then the biases),
+/// every variance 1e-4.
+fn model_bytes() -> Vec<u8> {
+    let mut rng = Rng::seed_from_u64(0);
+    let tensors: Vec<[Vec<f32>; 4]> = LENET_LAYERS
+        .iter()
+        .map(|(k, _)| {
+            let (nw, nb) = (k.weight_count() as usize, k.bias_count() as usize);
+            let mut normal = |n: usize| -> Vec<f32> {
+                (0..n).map(|_| standard_normal(&mut rng) * 0.1).collect()
+            };
+            let wm = normal(nw);
+            let bm = normal(nb);
+            [wm, vec![1e-4; nw], bm, vec![1e-4; nb]]
+        })
+        .collect();
+    let layers: Vec<LayerSpec<'_>> = LENET_LAYERS
+        .iter()
+        .zip(&tensors)
+        .map(|(&(kind, then), [wm, wv, bm, bv])| LayerSpec {
+            kind,
+            then,
+            weight_mean: wm,
+            weight_var: wv,
+            bias_mean: bm,
+            bias_var: bv,
+        })
+        .collect();
+    let spec = ModelSpec {
+        input: LENET_INPUT,
+        classes: 10,
+        ood: None,
+        layers: &layers,
+    };
+    let mut buf = vec![0u8; encoded_len(&spec).unwrap()];
+    encode(&spec, &mut buf).unwrap();
+    buf
+}
+
+/// A bright bar on a faint pattern.
+fn image() -> Vec<u8> {
+    (0..IMAGE_LEN)
+        .map(|i| {
+            let (y, x) = (i / IMAGE_SIDE, i % IMAGE_SIDE);
+            if (6..22).contains(&y) && (10..18).contains(&x) {
+                (200 + (x * 7 + y * 3) % 56) as u8
+            } else {
+                ((x * y) % 9) as u8
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn predictions_are_pinned_bit_for_bit() {
+    let bytes = model_bytes();
+    assert_eq!(bytes.len(), 355_536);
+    let model = Model::from_bytes(&bytes).unwrap();
+    let net = LeNet::new(&model).unwrap();
+    let img = image();
+    let mut scratch = Scratch::new();
+    // (mode, class, p̄[0], H[p̄], MI, std[0]) as f32 bits.
+    let pinned = [
+        (
+            Mode::Weights,
+            4,
+            0x3e14_7aa6,
+            0x4007_35af,
+            0x3b94_b200,
+            0x3c68_3275,
+        ),
+        (
+            Mode::LocalReparam,
+            4,
+            0x3e18_30e7,
+            0x4008_201e,
+            0x3b9d_da00,
+            0x3c33_0e67,
+        ),
+        (Mode::Mean, 4, 0x3e16_e25a, 0x4008_1400, 0, 0),
+    ];
+    for (mode, class, p0, h, mi, std0) in pinned {
+        let config = Config {
+            samples: 16,
+            seed: 1,
+            mode,
+            threshold: None,
+        };
+        let p = net.predict(&img, &config, &mut scratch).unwrap();
+        let got = (
+            p.class,
+            p.probs[0].to_bits(),
+            p.entropy.to_bits(),
+            p.mutual_information.to_bits(),
+            p.std[0].to_bits(),
+        );
+        assert_eq!(got, (class, p0, h, mi, std0), "{}", mode.name());
+    }
+}
