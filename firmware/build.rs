@@ -70,7 +70,7 @@ fn run() -> Result<(), String> {
     let (model_path, model) = input_file(
         "TINYVI_MODEL",
         "../artifacts/model.postcard",
-        "cargo run -p trainer --release -- train",
+        "cargo run -p trainer --release -- train` (or, untrained, `cargo run -p tests --bin make-fixture -- artifacts",
     )?;
     let decoded = Model::from_bytes(&model).map_err(|e| {
         format!(
@@ -87,7 +87,7 @@ fn run() -> Result<(), String> {
     let (samples_path, samples) = input_file(
         "TINYVI_SAMPLES",
         "../artifacts/samples.bin",
-        "cargo run -p trainer --release -- train (it exports samples.bin next to the model)",
+        "cargo run -p trainer --release -- export-samples --count 32` (32 MNIST + 32 Fashion-MNIST test images; with the untrained fixture: `cargo run -p tests --bin make-fixture -- artifacts",
     )?;
     let set = SampleSet::from_bytes(&samples).map_err(|e| {
         format!(
@@ -99,6 +99,14 @@ fn run() -> Result<(), String> {
     copy_into(&out, "samples.bin", &samples)?;
 
     let mode = setting("TINYVI_MODE").unwrap_or_else(|| "local-reparam".into());
+    // The firmware parses it again with `Mode::from_name`; checking here turns a typo into a
+    // build error instead of a failed run.
+    const MODES: [&str; 5] = ["weights", "local-reparam", "mean", "local_reparam", "lr"];
+    if !MODES.contains(&mode.as_str()) {
+        return Err(format!(
+            "TINYVI_MODE={mode:?} is not a sampling mode (weights, local-reparam, mean)"
+        ));
+    }
     let mc_samples: u32 = parse("TINYVI_MC_SAMPLES", 16)?;
     if mc_samples == 0 {
         return Err("TINYVI_MC_SAMPLES must be at least 1".into());

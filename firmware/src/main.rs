@@ -11,14 +11,11 @@
 mod memory;
 mod ood;
 mod platform;
-// TEMPORARY until branch core-infer is merged: then delete stub_infer.rs and use
-// `use tinyvi::infer; use tinyvi::rng::image_seed;` instead of the two lines below.
-mod stub_infer;
-use stub_infer::{self as infer, image_seed};
 
 use cortex_m_rt::entry;
-use infer::{Config, LeNet, Mode, Scratch};
 use tinyvi::arch::CLASSES;
+use tinyvi::infer::{Config, LeNet, Mode, Scratch};
+use tinyvi::rng::image_seed;
 use tinyvi::samples::{Dataset, SampleSet};
 use tinyvi::Model;
 
@@ -47,6 +44,19 @@ fn trailer_crc(bytes: &[u8]) -> u32 {
         Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
         _ => 0,
     }
+}
+
+/// The scores of the out-of-distribution (`out`) or in-distribution images.
+fn scores<'a>(
+    score: &'a [f32],
+    dataset: &'a [Dataset],
+    out: bool,
+) -> impl Iterator<Item = f32> + Clone + 'a {
+    score
+        .iter()
+        .zip(dataset)
+        .filter(move |(_, d)| d.is_ood() == out)
+        .map(|(&v, _)| v)
 }
 
 #[cfg(feature = "provoke-stack-overflow")]
@@ -160,7 +170,7 @@ fn main() -> ! {
                 exit(false)
             }
         };
-        let spent = cost.now().wrapping_sub(t0);
+        let spent = cost.since(t0);
         total += spent;
         min = min.min(spent);
         max = max.max(spent);
@@ -207,21 +217,13 @@ fn main() -> ! {
         max,
         Cost::UNIT
     );
-    let scores = |s: &'static [f32], out: bool| {
-        s.iter()
-            .zip(dataset.iter())
-            .filter(move |(_, d)| d.is_ood() == out)
-            .map(|(&v, _)| v)
-    };
-    // `mi` and `neg_max_p` live until the end of `main`, which never returns.
-    let mi: &'static [f32] =
-        cortex_m::singleton!(: [f32; config::IMAGES] = mi).map_or(&[], |m| &m[..]);
-    let nmp: &'static [f32] =
-        cortex_m::singleton!(: [f32; config::IMAGES] = neg_max_p).map_or(&[], |m| &m[..]);
     let n_in = dataset.iter().filter(|d| !d.is_ood()).count() as u32;
     let n_out = dataset.iter().filter(|d| d.is_ood()).count() as u32;
-    let auroc_mi = ood::auroc(scores(mi, false), scores(mi, true));
-    let auroc_maxp = ood::auroc(scores(nmp, false), scores(nmp, true));
+    let auroc_mi = ood::auroc(scores(&mi, &dataset, false), scores(&mi, &dataset, true));
+    let auroc_maxp = ood::auroc(
+        scores(&neg_max_p, &dataset, false),
+        scores(&neg_max_p, &dataset, true),
+    );
     defmt::info!(
         "SUMMARY ood_in={=u32} ood_out={=u32} auroc_mi={=u32:#x} auroc_neg_max_p={=u32:#x} | AUROC MI={=f32} -max p={=f32}",
         n_in,

@@ -15,16 +15,20 @@ use defmt_rtt as _;
 #[cfg(not(any(feature = "board", feature = "qemu")))]
 compile_error!("enable feature `board` (default, RTT) or `qemu` (semihosting)");
 
-/// Ends the program: through semihosting, which QEMU turns into its exit code and
-/// `probe-rs run` into its own.
+/// Ends the program through semihosting, which QEMU turns into its exit code and
+/// `probe-rs run` into its own. A board running without a debugger would fault on the
+/// semihosting call, so there the program just sleeps.
 pub fn exit(success: bool) -> ! {
     let code = if success {
         cortex_m_semihosting::debug::EXIT_SUCCESS
     } else {
         cortex_m_semihosting::debug::EXIT_FAILURE
     };
-    loop {
+    if cfg!(feature = "qemu") || cortex_m::peripheral::DCB::is_debugger_attached() {
         cortex_m_semihosting::debug::exit(code);
+    }
+    loop {
+        cortex_m::asm::wfi();
     }
 }
 
@@ -168,7 +172,7 @@ impl Cost {
         Cost { _syst: syst }
     }
 
-    /// A running count in [`Cost::UNIT`]s.
+    /// A running count in [`Cost::UNIT`]s, for [`Cost::since`].
     #[cfg(feature = "qemu")]
     pub fn now(&self) -> u64 {
         loop {
@@ -181,11 +185,23 @@ impl Cost {
         }
     }
 
-    /// A running count in [`Cost::UNIT`]s (wraps after 2³² cycles; differences of
-    /// shorter spans are right).
+    /// What was spent since `start` (a value of [`Cost::now`]).
+    #[cfg(feature = "qemu")]
+    pub fn since(&self, start: u64) -> u64 {
+        self.now().saturating_sub(start)
+    }
+
+    /// A running count in [`Cost::UNIT`]s, for [`Cost::since`].
     #[cfg(not(feature = "qemu"))]
     pub fn now(&self) -> u64 {
         DWT::cycle_count() as u64
+    }
+
+    /// What was spent since `start` (a value of [`Cost::now`]): the 32-bit cycle counter
+    /// wraps every 2³² cycles (67 s at 64 MHz), far longer than one prediction.
+    #[cfg(not(feature = "qemu"))]
+    pub fn since(&self, start: u64) -> u64 {
+        DWT::cycle_count().wrapping_sub(start as u32) as u64
     }
 
     /// The count that a loop of a known number of instructions gives, as a check of
@@ -195,7 +211,6 @@ impl Cost {
         let t0 = self.now();
         // `subs` + `bne` per iteration, N + 1 iterations.
         cortex_m::asm::delay(N);
-        let t1 = self.now();
-        (2 * (N as u64 + 1), t1.wrapping_sub(t0))
+        (2 * (N as u64 + 1), self.since(t0))
     }
 }

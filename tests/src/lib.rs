@@ -9,10 +9,8 @@ use tinyvi::samples::{self, Dataset, Sample};
 
 pub mod firmware;
 
-/// `trainer compare`'s log parser and host replay, compiled here from its source file so
-/// that the tests need no trainer library (the lead may switch this to `trainer::compare`).
-#[path = "../../trainer/src/compare.rs"]
-pub mod compare;
+/// `trainer compare`'s log parser and host replay.
+pub use trainer::compare;
 
 /// splitmix64: a small deterministic generator for fixtures.
 pub struct Rng(u64);

@@ -152,6 +152,27 @@ fn fields(rest: &str) -> BTreeMap<&str, String> {
     out
 }
 
+/// `line` without ANSI escape sequences (colours that a terminal printer may add).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        // CSI: ESC [ parameters… final byte in '@'..='~'.
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Finds `marker` as a whole word in `line`; returns what follows it.
 fn after_marker<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
     let mut from = 0;
@@ -236,7 +257,8 @@ pub fn parse_log(text: &str) -> Result<DeviceLog, LogError> {
     let mut errors = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line_no = n + 1;
-        let trimmed = line.trim();
+        let plain = strip_ansi(line);
+        let trimmed = plain.trim();
         if ["PANIC", "HARDFAULT", "ERROR"]
             .iter()
             .any(|m| after_marker(trimmed, m).is_some())
@@ -833,6 +855,14 @@ INFO DONE ok
             .contains("second CONFIG"));
         let mode = LOG.replace("mode=local-reparam", "mode=bogus");
         assert!(parse_log(&mode).unwrap_err().message.contains("bogus"));
+    }
+
+    #[test]
+    fn colours_are_ignored() {
+        let coloured = LOG
+            .replace("INFO RESULT", "\u{1b}[32mINFO\u{1b}[0m \u{1b}[1mRESULT")
+            .replace("cost=123 |", "cost=123\u{1b}[0m |");
+        assert_eq!(parse_log(&coloured), parse_log(LOG));
     }
 
     #[test]
