@@ -57,8 +57,8 @@ fn mean_weights_forward_matches_the_trainer_within_1e_5() {
             threshold: None,
         };
         let p = net.predict(img, &config, &mut scratch).unwrap();
-        for c in 0..CLASSES {
-            worst = worst.max((p.probs[c] - expected[i][c]).abs());
+        for (a, b) in p.probs.iter().zip(&expected[i]) {
+            worst = worst.max((a - b).abs());
         }
     }
     assert!(worst <= 1e-5, "largest |Δp| = {worst}");
@@ -124,10 +124,10 @@ fn sampled_modes_agree(mode: Mode) {
             threshold: None,
         };
         let p = net.predict(img, &config, &mut scratch).unwrap();
-        for c in 0..CLASSES {
-            let m = (f64::from(p.probs[c]) + theirs[i][c]) / 2.0;
+        for (&mine, &their) in p.probs.iter().zip(&theirs[i]) {
+            let m = (f64::from(mine) + their) / 2.0;
             let se = (2.0 / samples as f64 * m * (1.0 - m)).max(0.0).sqrt();
-            if (f64::from(p.probs[c]) - theirs[i][c]).abs() > 5.0 * se + 1e-6 {
+            if (f64::from(mine) - their).abs() > 5.0 * se + 1e-6 {
                 disagreements += 1;
             }
         }
