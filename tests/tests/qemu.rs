@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use tests::compare::{parse_log, replay, DeviceLog};
 use tests::firmware::{build, require_tools, run_qemu, Build, Run};
-use tests::{random_lenet, scratch_dir, synthetic_samples, FIXTURE_THRESHOLD};
+use tests::{random_lenet, scratch_dir, FIXTURE_THRESHOLD};
+use tinyvi::arch::IMAGE_LEN;
 use tinyvi::samples::SampleSet;
+use trainer::data::mnist::{load_fashion_test, load_mnist};
 
-/// Images in the fixture sample set (half "MNIST", half "Fashion").
+/// Images in the sample set: the first 32 of MNIST test and of Fashion-MNIST test.
 const IMAGES: usize = 64;
 const MC_SAMPLES: u32 = 16;
 const SEED: u64 = 2024;
@@ -25,10 +27,50 @@ struct Fixture {
     samples: Vec<u8>,
 }
 
+/// A model trained for 40 steps on real MNIST (with the trainer's OOD threshold rule) and the
+/// real sample images, made once per test process.
+fn trained_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
+    static ONCE: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let data = std::env::var_os("TINYVI_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| tests::workspace_root().join("data"));
+        let (train, test) = load_mnist(&data).expect("MNIST (see the README's Data section)");
+        let fashion = load_fashion_test(&data)
+            .expect("Fashion-MNIST")
+            .expect("Fashion-MNIST test set: apt-get install dataset-fashion-mnist");
+        let n = 40 * 128;
+        let mut model = trainer::model::Lenet::init(7);
+        let cfg = trainer::train::TrainConfig {
+            seed: 7,
+            threads: 2,
+            ..Default::default()
+        };
+        trainer::train::train(
+            &mut model,
+            &train.images[..n * IMAGE_LEN],
+            &train.labels[..n],
+            &cfg,
+            &mut |_| {},
+        )
+        .expect("training");
+        let calibration = trainer::evaluate::evaluate(
+            &model,
+            &train.images[n * IMAGE_LEN..(n + 500) * IMAGE_LEN],
+            8,
+            1,
+        );
+        let threshold = trainer::pipeline::ood_threshold(&calibration);
+        let bytes = trainer::export::try_export(&model, Some(threshold)).expect("export");
+        let samples =
+            trainer::samples::sample_set(&test, Some(&fashion), IMAGES / 2).expect("sample set");
+        (bytes, samples)
+    })
+}
+
 fn fixture(name: &str) -> Fixture {
     let dir = scratch_dir(name);
-    let model = random_lenet(11, Some(FIXTURE_THRESHOLD));
-    let samples = synthetic_samples(12, IMAGES);
+    let (model, samples) = trained_model_and_samples().clone();
     std::fs::write(dir.join("model.postcard"), &model).expect("write fixture model");
     std::fs::write(dir.join("samples.bin"), &samples).expect("write fixture samples");
     Fixture {
