@@ -5,7 +5,7 @@
 //! `[c·k·k][n·oh·ow]` (row = (channel, ky, kx), column = (image, oy, ox)); the GEMM output is
 //! channel-major `[cout][n·oh·ow]`.
 
-use super::gemm::{gemm, View};
+use super::kernels;
 
 /// Shape of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -84,16 +84,7 @@ pub fn col2im(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32]) {
 
 /// `y[rows][ncols] = W[rows][kdim] · col[kdim][ncols]` (no bias: the pooling adds it).
 pub fn conv_gemm(w: &[f32], rows: usize, kdim: usize, col: &[f32], ncols: usize, y: &mut [f32]) {
-    gemm(
-        rows,
-        kdim,
-        ncols,
-        View::rows(w, kdim),
-        View::rows(col, ncols),
-        0.0,
-        y,
-        ncols,
-    );
+    kernels::wx(w, rows, kdim, col, ncols, y);
 }
 
 /// `dW[rows][kdim] = dY[rows][ncols] · colᵀ` (overwrites).
@@ -105,16 +96,7 @@ pub fn conv_grad_w(
     ncols: usize,
     dw: &mut [f32],
 ) {
-    gemm(
-        rows,
-        ncols,
-        kdim,
-        View::rows(dy, ncols),
-        View::trans(col, ncols),
-        0.0,
-        dw,
-        kdim,
-    );
+    kernels::dxt(dy, rows, col, kdim, ncols, dw);
 }
 
 /// `dcol[kdim][ncols] = Wᵀ · dY` (overwrites).
@@ -126,16 +108,13 @@ pub fn conv_grad_col(
     ncols: usize,
     dcol: &mut [f32],
 ) {
-    gemm(
-        kdim,
-        rows,
-        ncols,
-        View::trans(w, kdim),
-        View::rows(dy, ncols),
-        0.0,
-        dcol,
-        ncols,
-    );
+    let mut wt = vec![0.0f32; kdim * rows];
+    for r in 0..rows {
+        for k in 0..kdim {
+            wt[k * rows + r] = w[r * kdim + k];
+        }
+    }
+    kernels::wx(&wt, kdim, rows, dy, ncols, dcol);
 }
 
 /// Fused bias + ReLU + 2×2/2 max-pool of one `side × side` plane: `out = max(0, max(y) + b)`,
