@@ -36,6 +36,27 @@ fn main() {
         "conv1 fwd  18x25x{c1}: {t:8.1} µs {:.1} GFLOP/s",
         fl(18, 25, c1, t)
     );
+    for pad in [16usize, 48, 240] {
+        let c = c1 + pad;
+        let (colp, mut yp) = (v(25 * c), v(18 * c));
+        let t = best(|| wx(&w1, 18, 25, &colp, c, &mut yp));
+        println!(
+            "conv1 fwd padded ld {c}: {t:8.1} µs {:.1} GFLOP/s",
+            fl(18, 25, c, t)
+        );
+        let t = best(|| dxt(&yp, 18, &colp, 25, c, &mut dw[..450]));
+        println!(
+            "conv1 dW padded ld {c}: {t:8.1} µs {:.1} GFLOP/s",
+            fl(18, 25, c, t)
+        );
+        let c = c2 + pad;
+        let (colp, mut yp) = (v(150 * c), v(16 * c));
+        let t = best(|| wx(&w2, 16, 150, &colp, c, &mut yp));
+        println!(
+            "conv2 fwd padded ld {c}: {t:8.1} µs {:.1} GFLOP/s",
+            fl(16, 150, c, t)
+        );
+    }
     let t = best(|| dxt(&y1, 18, &col1, 25, c1, &mut dw[..450]));
     println!(
         "conv1 dW   18x25x{c1}: {t:8.1} µs {:.1} GFLOP/s",
@@ -79,6 +100,25 @@ fn main() {
     let mut dp1 = v(n * 864);
     let t = best(|| conv::col2im(s2, &col2b, n, &mut dp1));
     println!("col2im2: {t:8.1} µs");
+    let (xf, wf, bf) = (v(n * 256), v(120 * 256), v(120));
+    let mut yf = v(n * 120);
+    let (mut dwf, mut dbf, mut dxf) = (v(120 * 256), v(120), v(n * 256));
+    let t = best(|| trainer::nn::linear::forward(&xf, &wf, &bf, n, 256, &mut yf, true));
+    println!("fc1 fwd: {t:8.1} µs");
+    let t = best(|| {
+        trainer::nn::linear::backward(
+            &xf,
+            &wf,
+            &yf,
+            n,
+            256,
+            120,
+            &mut dwf,
+            &mut dbf,
+            Some(&mut dxf),
+        )
+    });
+    println!("fc1 bwd: {t:8.1} µs");
     // Whole shard step (3 samples).
     let mut ws = Workspace::new(n, 3, true);
     ws.x.copy_from_slice(&v(n * 784));

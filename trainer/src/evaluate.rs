@@ -8,9 +8,9 @@ use crate::nn::lenet::{log_sum_exp, Workspace, IN, OUT, PARAMS};
 use crate::nn::rng::{purpose, Rng};
 
 /// Images per parallel work item.
-const CHUNK: usize = 64;
+const CHUNK: usize = 32;
 /// Samples stacked in one conv1 GEMM.
-const GROUP: usize = 4;
+const GROUP: usize = 2;
 
 /// Monte Carlo outputs per image.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,19 +54,20 @@ pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
     let lut = norm_lut();
     let weights: Vec<&[f32]> = sets.chunks_exact(PARAMS).collect();
     let inv = 1.0 / k as f32;
+    let (chunk, group) = (CHUNK, GROUP);
     images
-        .par_chunks(CHUNK * IN)
-        .zip(probs.par_chunks_mut(CHUNK))
-        .zip(ent.par_chunks_mut(CHUNK))
+        .par_chunks(chunk * IN)
+        .zip(probs.par_chunks_mut(chunk))
+        .zip(ent.par_chunks_mut(chunk))
         .for_each_init(
-            || Workspace::new(CHUNK, GROUP.min(k), false),
+            || Workspace::new(chunk, group.min(k), false),
             |ws, ((imgs, pr), en)| {
                 let m = pr.len();
                 for (d, &p) in ws.x.iter_mut().zip(imgs) {
                     *d = lut[p as usize];
                 }
                 ws.prepare_input(m);
-                for group in weights.chunks(GROUP) {
+                for group in weights.chunks(group) {
                     ws.conv1(m, group);
                     for (j, w) in group.iter().enumerate() {
                         ws.tail_forward(m, j, w);
