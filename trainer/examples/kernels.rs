@@ -131,8 +131,9 @@ fn main() {
         .collect();
     let refs: Vec<&[f32]> = wts.iter().map(|w| w.as_slice()).collect();
     let labels = vec![3u8; n];
+    let mut grads = vec![vec![0.0f32; PARAMS]; 3];
     let t = best(|| {
-        ws.forward_backward(n, &labels, &refs, 0.01);
+        ws.forward_backward(n, &labels, &refs, 0.01, &mut grads);
     });
     println!(
         "shard fwd+bwd (16 images × 3 samples): {t:8.1} µs → epoch ≈ {:.2} s on 1 core",
