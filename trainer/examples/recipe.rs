@@ -89,4 +89,26 @@ fn main() {
         .sum::<f64>()
         / n;
     println!("test (10,000, 16 samples): acc {acc:.4} nll {nll:.4}");
+    if std::env::var_os("RECIPE_EVAL_SEEDS").is_some() {
+        let mean = model.mean_forward(&xte);
+        let correct = |probs: &[[f32; 10]]| {
+            probs
+                .iter()
+                .zip(&yte)
+                .filter(|(p, &y)| {
+                    (0..10).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap() == y as usize
+                })
+                .count() as f64
+                / n
+        };
+        println!("  mean weights: acc {:.4}", correct(&mean));
+        for es in 1..6u64 {
+            let o = evaluate_with_threads(&model, &xte, 16, seed + 1000 * es, threads).unwrap();
+            println!(
+                "  eval seed {}: acc {:.4}",
+                seed + 1000 * es,
+                correct(&o.probs)
+            );
+        }
+    }
 }

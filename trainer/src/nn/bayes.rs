@@ -49,7 +49,7 @@ impl Prior {
     pub fn log_prob_and_neg_grad(&self, w: f32) -> (f32, f32) {
         if *self == PRIOR {
             // The default prior, with its constants folded (no logarithm per weight).
-            const LN_S1: f32 = -2.302_585; // ln 0.1
+            const LN_S1: f32 = -std::f32::consts::LN_10; // ln 0.1
             const INV_VAR: f32 = 100.0; // 1/0.1²
             return (-LN_SQRT_2PI - LN_S1 - 0.5 * INV_VAR * w * w, INV_VAR * w);
         }
