@@ -100,8 +100,9 @@ pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
 
 /// Monte Carlo evaluation with `samples` fresh weight samples, each shared by all `images`
 /// (`n × 784` u8), in the current rayon pool. Deterministic for a given `seed`, whatever the
-/// thread count.
+/// thread count. `samples = 0` is taken as 1.
 pub fn evaluate(model: &Lenet, images: &[u8], samples: usize, seed: u64) -> McOutputs {
+    let samples = samples.max(1);
     let sets = sample_weight_sets(model, samples, seed);
     forward_weight_sets(&sets, samples, images)
 }

@@ -37,7 +37,9 @@ fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
     }
 }
 
-/// `y[rows][ncols] = w[rows][kdim] · x[kdim][ncols]`, rows in blocks of `RB`, columns of `JB`.
+/// `y[rows][ncols] = w[rows][kdim] · x[kdim][ncols]`, rows in blocks of `RB`, columns of `JB`
+/// (then of 16, then one by one). Each loaded `x` vector serves `RB` rows and each broadcast
+/// weight `JB/16` vectors, so loads stay well below the multiply-adds.
 #[inline(always)]
 fn wx_impl<const JB: usize, const RB: usize, const FMA: bool>(
     w: &[f32],
@@ -47,28 +49,19 @@ fn wx_impl<const JB: usize, const RB: usize, const FMA: bool>(
     ncols: usize,
     y: &mut [f32],
 ) {
-    let full = ncols / JB * JB;
     for r0 in (0..rows).step_by(RB) {
         let wb = &w[r0 * kdim..(r0 + RB) * kdim];
         let mut j0 = 0;
-        while j0 < full {
-            let mut acc = [[0.0f32; JB]; RB];
-            for k in 0..kdim {
-                let c: &[f32; JB] = x[k * ncols + j0..k * ncols + j0 + JB].try_into().unwrap();
-                for r in 0..RB {
-                    let wv = wb[r * kdim + k];
-                    for j in 0..JB {
-                        acc[r][j] = madd::<FMA>(wv, c[j], acc[r][j]);
-                    }
-                }
-            }
-            for r in 0..RB {
-                y[(r0 + r) * ncols + j0..(r0 + r) * ncols + j0 + JB].copy_from_slice(&acc[r]);
-            }
+        while j0 + JB <= ncols {
+            wx_block::<JB, RB, FMA>(wb, kdim, x, ncols, y, r0, j0);
             j0 += JB;
         }
+        while j0 + 16 <= ncols {
+            wx_block::<16, RB, FMA>(wb, kdim, x, ncols, y, r0, j0);
+            j0 += 16;
+        }
         for r in 0..RB {
-            for j in full..ncols {
+            for j in j0..ncols {
                 let mut s = 0.0f32;
                 for k in 0..kdim {
                     s = madd::<FMA>(wb[r * kdim + k], x[k * ncols + j], s);
@@ -76,6 +69,31 @@ fn wx_impl<const JB: usize, const RB: usize, const FMA: bool>(
                 y[(r0 + r) * ncols + j] = s;
             }
         }
+    }
+}
+
+#[inline(always)]
+fn wx_block<const JB: usize, const RB: usize, const FMA: bool>(
+    wb: &[f32],
+    kdim: usize,
+    x: &[f32],
+    ncols: usize,
+    y: &mut [f32],
+    r0: usize,
+    j0: usize,
+) {
+    let mut acc = [[0.0f32; JB]; RB];
+    for k in 0..kdim {
+        let c: &[f32; JB] = x[k * ncols + j0..k * ncols + j0 + JB].try_into().unwrap();
+        for r in 0..RB {
+            let wv = wb[r * kdim + k];
+            for j in 0..JB {
+                acc[r][j] = madd::<FMA>(wv, c[j], acc[r][j]);
+            }
+        }
+    }
+    for r in 0..RB {
+        y[(r0 + r) * ncols + j0..(r0 + r) * ncols + j0 + JB].copy_from_slice(&acc[r]);
     }
 }
 
@@ -138,7 +156,7 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
 /// Row-block sizes tried, largest first, per instruction set (accumulators must fit the
 /// register file: 32 vector registers with AVX-512, 16 with AVX2 and SSE).
 macro_rules! wx_blocks {
-    ($jb:literal, $fma:literal, $w:ident, $rows:ident, $kdim:ident, $x:ident, $ncols:ident, $y:ident, [$($rb:literal),*]) => {{
+    ($fma:literal, $w:ident, $rows:ident, $kdim:ident, $x:ident, $ncols:ident, $y:ident, [$(($rb:literal, $jb:literal)),*]) => {{
         $(
             if $rows % $rb == 0 {
                 wx_impl::<$jb, $rb, $fma>($w, $rows, $kdim, $x, $ncols, $y);
@@ -165,7 +183,6 @@ mod simd {
         y: &mut [f32],
     ) -> bool {
         wx_blocks!(
-            16,
             true,
             w,
             rows,
@@ -173,7 +190,7 @@ mod simd {
             x,
             ncols,
             y,
-            [24, 18, 16, 12, 8, 6, 4]
+            [(6, 64), (8, 32), (4, 64)]
         )
     }
 
@@ -188,7 +205,7 @@ mod simd {
         ncols: usize,
         y: &mut [f32],
     ) -> bool {
-        wx_blocks!(8, true, w, rows, kdim, x, ncols, y, [12, 8, 6, 4])
+        wx_blocks!(true, w, rows, kdim, x, ncols, y, [(6, 16), (4, 16)])
     }
 
     /// # Safety
@@ -202,7 +219,9 @@ mod simd {
         ncols: usize,
         dw: &mut [f32],
     ) {
-        if rows % 3 == 0 {
+        if rows % 4 == 0 {
+            dxt_impl::<16, 4, 5, true>(d, rows, x, kdim, ncols, dw)
+        } else if rows % 3 == 0 {
             dxt_impl::<16, 3, 5, true>(d, rows, x, kdim, ncols, dw)
         } else {
             dxt_impl::<16, 2, 5, true>(d, rows, x, kdim, ncols, dw)
@@ -243,7 +262,7 @@ pub fn wx(w: &[f32], rows: usize, kdim: usize, x: &[f32], ncols: usize, y: &mut 
             return;
         }
     }
-    let done = (|| wx_blocks!(8, false, w, rows, kdim, x, ncols, y, [6, 4]))();
+    let done = (|| wx_blocks!(false, w, rows, kdim, x, ncols, y, [(6, 8), (4, 8)]))();
     if !done {
         // Odd shapes (tests, tiny layers): plain loops.
         for r in 0..rows {
