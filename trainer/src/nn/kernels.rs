@@ -111,38 +111,38 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
     let full = ncols / JB * JB;
     for r0 in (0..rows).step_by(RB) {
         for k0 in (0..kdim).step_by(KB) {
-            let mut acc = [[[0.0f32; JB]; KB]; RB];
-            let mut j0 = 0;
-            while j0 < full {
-                let mut dv = [[0.0f32; JB]; RB];
-                for r in 0..RB {
-                    dv[r] = d[(r0 + r) * ncols + j0..(r0 + r) * ncols + j0 + JB]
-                        .try_into()
-                        .unwrap();
-                }
-                for k in 0..KB {
-                    let c: &[f32; JB] = x[(k0 + k) * ncols + j0..(k0 + k) * ncols + j0 + JB]
-                        .try_into()
-                        .unwrap();
-                    for r in 0..RB {
+            let mut acc = [[0.0f32; JB]; KB];
+            let mut acc2 = [[0.0f32; JB]; KB];
+            // Rows in pairs: each loaded `x` vector serves two rows.
+            debug_assert!(RB % 2 == 0);
+            let mut tails = [[0.0f32; KB]; RB];
+            for rp in (0..RB).step_by(2) {
+                acc.iter_mut().for_each(|a| *a = [0.0; JB]);
+                acc2.iter_mut().for_each(|a| *a = [0.0; JB]);
+                let d0 = &d[(r0 + rp) * ncols..(r0 + rp + 1) * ncols];
+                let d1 = &d[(r0 + rp + 1) * ncols..(r0 + rp + 2) * ncols];
+                let mut j0 = 0;
+                while j0 < full {
+                    let a: &[f32; JB] = d0[j0..j0 + JB].try_into().unwrap();
+                    let b: &[f32; JB] = d1[j0..j0 + JB].try_into().unwrap();
+                    for k in 0..KB {
+                        let xr = &x[(k0 + k) * ncols..(k0 + k + 1) * ncols];
+                        let c: &[f32; JB] = xr[j0..j0 + JB].try_into().unwrap();
                         for j in 0..JB {
-                            acc[r][k][j] = madd::<FMA>(dv[r][j], c[j], acc[r][k][j]);
+                            acc[k][j] = madd::<FMA>(a[j], c[j], acc[k][j]);
+                            acc2[k][j] = madd::<FMA>(b[j], c[j], acc2[k][j]);
                         }
                     }
+                    j0 += JB;
                 }
-                j0 += JB;
+                for k in 0..KB {
+                    tails[rp][k] = reduce::<JB>(acc[k]);
+                    tails[rp + 1][k] = reduce::<JB>(acc2[k]);
+                }
             }
             for r in 0..RB {
                 for k in 0..KB {
-                    let mut lanes = acc[r][k];
-                    let mut width = JB;
-                    while width > 1 {
-                        width /= 2;
-                        for j in 0..width {
-                            lanes[j] += lanes[j + width];
-                        }
-                    }
-                    let mut s = lanes[0];
+                    let mut s = tails[r][k];
                     for j in full..ncols {
                         s = madd::<FMA>(d[(r0 + r) * ncols + j], x[(k0 + k) * ncols + j], s);
                     }
@@ -153,8 +153,19 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
     }
 }
 
-/// Row-block sizes tried, largest first, per instruction set (accumulators must fit the
-/// register file: 32 vector registers with AVX-512, 16 with AVX2 and SSE).
+/// Pairwise sum of the lanes, in a fixed order.
+#[inline(always)]
+fn reduce<const JB: usize>(mut lanes: [f32; JB]) -> f32 {
+    let mut width = JB;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            lanes[j] += lanes[j + width];
+        }
+    }
+    lanes[0]
+}
+
 macro_rules! wx_blocks {
     ($fma:literal, $w:ident, $rows:ident, $kdim:ident, $x:ident, $ncols:ident, $y:ident, [$(($rb:literal, $jb:literal)),*]) => {{
         $(
@@ -219,13 +230,7 @@ mod simd {
         ncols: usize,
         dw: &mut [f32],
     ) {
-        if rows % 4 == 0 {
-            dxt_impl::<16, 4, 5, true>(d, rows, x, kdim, ncols, dw)
-        } else if rows % 3 == 0 {
-            dxt_impl::<16, 3, 5, true>(d, rows, x, kdim, ncols, dw)
-        } else {
-            dxt_impl::<16, 2, 5, true>(d, rows, x, kdim, ncols, dw)
-        }
+        dxt_impl::<16, 2, 5, true>(d, rows, x, kdim, ncols, dw)
     }
 
     /// # Safety
