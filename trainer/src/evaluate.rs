@@ -45,6 +45,9 @@ pub fn sample_weight_sets(model: &Lenet, samples: usize, seed: u64) -> Vec<f32> 
 
 /// Runs every image through each of the `k` flat weight sets in `sets` (in the current rayon
 /// pool) and averages probabilities and entropies over the sets.
+///
+/// # Panics
+/// If `images.len()` is not a multiple of 784 or `sets` does not hold `k` weight sets.
 pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
     assert_eq!(sets.len(), k * PARAMS, "weight sets");
     assert_eq!(images.len() % IN, 0, "images must be n×784 bytes");
@@ -101,6 +104,9 @@ pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
 /// Monte Carlo evaluation with `samples` fresh weight samples, each shared by all `images`
 /// (`n × 784` u8), in the current rayon pool. Deterministic for a given `seed`, whatever the
 /// thread count. `samples = 0` is taken as 1.
+///
+/// # Panics
+/// If `images.len()` is not a multiple of 784.
 pub fn evaluate(model: &Lenet, images: &[u8], samples: usize, seed: u64) -> McOutputs {
     let samples = samples.max(1);
     let sets = sample_weight_sets(model, samples, seed);

@@ -81,7 +81,11 @@ impl Lenet {
         self.rho.iter().map(|&r| softplus(r)).collect()
     }
 
-    /// Softmax probabilities of `images` (`n × 784` u8) with the mean weights μ.
+    /// Softmax probabilities of `images` (`n × 784` u8) with the mean weights μ, in the
+    /// current rayon pool.
+    ///
+    /// # Panics
+    /// If `images.len()` is not a multiple of 784.
     pub fn mean_forward(&self, images: &[u8]) -> Vec<[f32; 10]> {
         crate::evaluate::forward_weight_sets(&self.mu, 1, images).probs
     }
