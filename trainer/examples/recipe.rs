@@ -16,6 +16,20 @@ fn load(dir: &str, set: &str) -> (Vec<u8>, Vec<u8>) {
     (img[16..].to_vec(), lab[8..].to_vec())
 }
 
+/// Process CPU seconds (user + system) from /proc, 0 where unavailable.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14 and 15 of the file (utime, stime) are 12 and 13 after the name.
+    f.get(11)
+        .zip(f.get(12))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seed: u64 = args.get(1).map_or(0, |s| s.parse().unwrap());
@@ -32,11 +46,13 @@ fn main() {
     };
     let mut model = Lenet::init(seed);
     let t = Instant::now();
+    let c = cpu_seconds();
     let mut last = None;
     let s = train(&mut model, &xtr, &ytr, &cfg, &mut |i| last = Some(i)).expect("train");
     let train_s = t.elapsed().as_secs_f64();
+    let train_cpu = cpu_seconds() - c;
     println!(
-        "train: {epochs} epoch(s) in {train_s:.2} s ({:.2} s/epoch), last-epoch loss {:.4}, batch acc {:.4}, last step {:?}",
+        "train: {epochs} epoch(s) in {train_s:.2} s ({:.2} s/epoch, {train_cpu:.2} CPU s), last-epoch loss {:.4}, batch acc {:.4}, last step {:?}",
         train_s / epochs as f64,
         s.last_epoch_loss,
         s.last_epoch_accuracy,
@@ -46,8 +62,13 @@ fn main() {
     let mut both = xte.clone();
     both.extend_from_slice(&xte);
     let t = Instant::now();
+    let c = cpu_seconds();
     let _ = evaluate_with_threads(&model, &both, 16, seed, threads).unwrap();
-    println!("eval 16 × 20000 images: {:.3} s", t.elapsed().as_secs_f64());
+    println!(
+        "eval 16 × 20000 images: {:.3} s ({:.2} CPU s)",
+        t.elapsed().as_secs_f64(),
+        cpu_seconds() - c
+    );
     let out = evaluate_with_threads(&model, &xte, 16, seed, threads).unwrap();
     let n = yte.len() as f64;
     let acc = out
@@ -68,4 +89,26 @@ fn main() {
         .sum::<f64>()
         / n;
     println!("test (10,000, 16 samples): acc {acc:.4} nll {nll:.4}");
+    if std::env::var_os("RECIPE_EVAL_SEEDS").is_some() {
+        let mean = model.mean_forward(&xte);
+        let correct = |probs: &[[f32; 10]]| {
+            probs
+                .iter()
+                .zip(&yte)
+                .filter(|(p, &y)| {
+                    (0..10).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap() == y as usize
+                })
+                .count() as f64
+                / n
+        };
+        println!("  mean weights: acc {:.4}", correct(&mean));
+        for es in 1..6u64 {
+            let o = evaluate_with_threads(&model, &xte, 16, seed + 1000 * es, threads).unwrap();
+            println!(
+                "  eval seed {}: acc {:.4}",
+                seed + 1000 * es,
+                correct(&o.probs)
+            );
+        }
+    }
 }

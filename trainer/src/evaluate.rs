@@ -8,9 +8,9 @@ use crate::nn::lenet::{log_sum_exp, Workspace, IN, OUT, PARAMS};
 use crate::nn::rng::{purpose, Rng};
 
 /// Images per parallel work item.
-const CHUNK: usize = 64;
+const CHUNK: usize = 32;
 /// Samples stacked in one conv1 GEMM.
-const GROUP: usize = 4;
+const GROUP: usize = 2;
 
 /// Monte Carlo outputs per image.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +45,9 @@ pub fn sample_weight_sets(model: &Lenet, samples: usize, seed: u64) -> Vec<f32> 
 
 /// Runs every image through each of the `k` flat weight sets in `sets` (in the current rayon
 /// pool) and averages probabilities and entropies over the sets.
+///
+/// # Panics
+/// If `images.len()` is not a multiple of 784 or `sets` does not hold `k` weight sets.
 pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
     assert_eq!(sets.len(), k * PARAMS, "weight sets");
     assert_eq!(images.len() % IN, 0, "images must be n×784 bytes");
@@ -54,19 +57,20 @@ pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
     let lut = norm_lut();
     let weights: Vec<&[f32]> = sets.chunks_exact(PARAMS).collect();
     let inv = 1.0 / k as f32;
+    let (chunk, group) = (CHUNK, GROUP);
     images
-        .par_chunks(CHUNK * IN)
-        .zip(probs.par_chunks_mut(CHUNK))
-        .zip(ent.par_chunks_mut(CHUNK))
+        .par_chunks(chunk * IN)
+        .zip(probs.par_chunks_mut(chunk))
+        .zip(ent.par_chunks_mut(chunk))
         .for_each_init(
-            || Workspace::new(CHUNK, GROUP.min(k), false),
+            || Workspace::new(chunk, group.min(k), false),
             |ws, ((imgs, pr), en)| {
                 let m = pr.len();
                 for (d, &p) in ws.x.iter_mut().zip(imgs) {
                     *d = lut[p as usize];
                 }
                 ws.prepare_input(m);
-                for group in weights.chunks(GROUP) {
+                for group in weights.chunks(group) {
                     ws.conv1(m, group);
                     for (j, w) in group.iter().enumerate() {
                         ws.tail_forward(m, j, w);
@@ -99,8 +103,12 @@ pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
 
 /// Monte Carlo evaluation with `samples` fresh weight samples, each shared by all `images`
 /// (`n × 784` u8), in the current rayon pool. Deterministic for a given `seed`, whatever the
-/// thread count.
+/// thread count. `samples = 0` is taken as 1.
+///
+/// # Panics
+/// If `images.len()` is not a multiple of 784.
 pub fn evaluate(model: &Lenet, images: &[u8], samples: usize, seed: u64) -> McOutputs {
+    let samples = samples.max(1);
     let sets = sample_weight_sets(model, samples, seed);
     forward_weight_sets(&sets, samples, images)
 }

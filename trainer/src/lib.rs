@@ -16,5 +16,10 @@ pub mod report;
 pub mod samples;
 pub mod train;
 
+pub use evaluate::{evaluate, evaluate_with_threads, McOutputs};
+pub use export::{export, try_export};
+pub use model::Lenet;
+pub use train::{train, StepInfo, TrainConfig, TrainError, TrainSummary};
+
 #[cfg(test)]
 mod testdata;

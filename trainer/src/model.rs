@@ -7,8 +7,12 @@ use crate::nn::rng::{purpose, Rng};
 
 /// Posterior mean of a fresh parameter (torch-uncertainty's default `mu_init`).
 pub const MU_INIT: f32 = 0.0;
-/// Posterior ρ of a fresh parameter (torch-uncertainty's default `rho_init`).
+/// Posterior ρ of a fresh linear-layer parameter (torch-uncertainty's `BayesLinear` default
+/// `sigma_init`).
 pub const RHO_INIT: f32 = -7.0;
+/// Posterior ρ of a fresh convolution parameter: torch-uncertainty's `BayesConv2d` defaults
+/// `sigma_init` to −6 (not −7), and `bayesian_lenet` passes no override.
+pub const RHO_INIT_CONV: f32 = -6.0;
 /// Standard deviation of both initialisations.
 pub const INIT_STD: f32 = 0.1;
 
@@ -38,7 +42,8 @@ pub struct LayerParams<'a> {
 }
 
 impl Lenet {
-    /// μ ~ N(0, 0.1²), ρ ~ N(−7, 0.1²), from `seed`.
+    /// μ ~ N(0, 0.1²); ρ ~ N(−6, 0.1²) for conv1 and conv2, N(−7, 0.1²) for fc1..fc3 (each
+    /// layer class's default in torch-uncertainty); from `seed`.
     pub fn init(seed: u64) -> Self {
         let mut rng = Rng::stream(seed, &[purpose::INIT]);
         let mut mu = vec![0.0; PARAMS];
@@ -48,8 +53,14 @@ impl Lenet {
         for m in &mut mu {
             *m = MU_INIT + INIT_STD * *m;
         }
-        for r in &mut rho {
-            *r = RHO_INIT + INIT_STD * *r;
+        let conv_end = LAYERS[1].end;
+        for (i, r) in rho.iter_mut().enumerate() {
+            let mean = if i < conv_end {
+                RHO_INIT_CONV
+            } else {
+                RHO_INIT
+            };
+            *r = mean + INIT_STD * *r;
         }
         Lenet { mu, rho }
     }
@@ -70,7 +81,11 @@ impl Lenet {
         self.rho.iter().map(|&r| softplus(r)).collect()
     }
 
-    /// Softmax probabilities of `images` (`n × 784` u8) with the mean weights μ.
+    /// Softmax probabilities of `images` (`n × 784` u8) with the mean weights μ, in the
+    /// current rayon pool.
+    ///
+    /// # Panics
+    /// If `images.len()` is not a multiple of 784.
     pub fn mean_forward(&self, images: &[u8]) -> Vec<[f32; 10]> {
         crate::evaluate::forward_weight_sets(&self.mu, 1, images).probs
     }
@@ -89,9 +104,20 @@ mod tests {
         let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / n;
         let sd =
             |v: &[f32], m: f64| (v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n).sqrt();
-        let (mm, mr) = (mean(&m.mu), mean(&m.rho));
+        let conv_end = LAYERS[1].end;
+        let fc = &m.rho[conv_end..];
+        let (mm, mr) = (
+            mean(&m.mu),
+            fc.iter().map(|&x| x as f64).sum::<f64>() / fc.len() as f64,
+        );
         assert!(mm.abs() < 0.003 && (mr + 7.0).abs() < 0.003, "{mm} {mr}");
-        assert!((sd(&m.mu, mm) - 0.1).abs() < 0.002 && (sd(&m.rho, mr) - 0.1).abs() < 0.002);
+        let conv = &m.rho[..conv_end];
+        let mc = conv.iter().map(|&x| x as f64).sum::<f64>() / conv.len() as f64;
+        assert!((mc + 6.0).abs() < 0.01, "{mc}");
+        assert!((sd(&m.mu, mm) - 0.1).abs() < 0.002);
+        let sd_fc =
+            (fc.iter().map(|&x| (x as f64 - mr).powi(2)).sum::<f64>() / fc.len() as f64).sqrt();
+        assert!((sd_fc - 0.1).abs() < 0.002);
         let l = m.layers();
         assert_eq!(l[2].weight_mu.len(), 120 * 256);
         assert_eq!(l[4].bias_rho.len(), 10);

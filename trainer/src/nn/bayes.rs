@@ -47,6 +47,12 @@ impl Prior {
     /// `(log p(w), −d log p/dw)`.
     #[inline]
     pub fn log_prob_and_neg_grad(&self, w: f32) -> (f32, f32) {
+        if *self == PRIOR {
+            // The default prior, with its constants folded (no logarithm per weight).
+            const LN_S1: f32 = -std::f32::consts::LN_10; // ln 0.1
+            const INV_VAR: f32 = 100.0; // 1/0.1²
+            return (-LN_SQRT_2PI - LN_S1 - 0.5 * INV_VAR * w * w, INV_VAR * w);
+        }
         let comp = |s: f32| -> (f32, f32) {
             let z = w / s;
             (-LN_SQRT_2PI - s.ln() - 0.5 * z * z, w / (s * s))
@@ -73,10 +79,17 @@ impl Prior {
 /// `σ = softplus(ρ)`, `ln σ` and `dσ/dρ` for a slice of parameters.
 pub fn sigma_terms(rho: &[f32], sigma: &mut [f32], ln_sigma: &mut [f32], dsigma: &mut [f32]) {
     for i in 0..rho.len() {
-        let s = softplus(rho[i]);
+        // softplus and sigmoid share e^−|ρ|.
+        let r = rho[i];
+        let e = (-r.abs()).exp();
+        let s = r.max(0.0) + e.ln_1p();
         sigma[i] = s;
         ln_sigma[i] = s.ln();
-        dsigma[i] = sigmoid(rho[i]);
+        dsigma[i] = if r >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
     }
 }
 
@@ -143,6 +156,18 @@ mod tests {
     #[test]
     fn mixture_prior_reduces_and_differentiates() {
         let single = PRIOR.log_prob_and_neg_grad(0.05);
+        let general = Prior {
+            sigma2: 0.5,
+            ..PRIOR
+        }
+        .log_prob_and_neg_grad(0.05);
+        assert!((single.0 - general.0).abs() < 1e-6 && (single.1 - general.1).abs() < 1e-5);
+        let (mut s, mut l, mut d) = ([0f32; 3], [0f32; 3], [0f32; 3]);
+        sigma_terms(&[-7.0, 0.0, 25.0], &mut s, &mut l, &mut d);
+        for (i, r) in [-7.0f32, 0.0, 25.0].iter().enumerate() {
+            assert_eq!(s[i], softplus(*r));
+            assert!((d[i] - sigmoid(*r)).abs() < 1e-7 && (l[i] - s[i].ln()).abs() < 1e-6);
+        }
         let want = -LN_SQRT_2PI - 0.1f32.ln() - 0.5 * 0.25;
         assert!((single.0 - want).abs() < 1e-6);
         assert!((single.1 - 5.0).abs() < 1e-5);

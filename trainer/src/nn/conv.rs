@@ -5,7 +5,7 @@
 //! `[c·k·k][n·oh·ow]` (row = (channel, ky, kx), column = (image, oy, ox)); the GEMM output is
 //! channel-major `[cout][n·oh·ow]`.
 
-use super::gemm::{gemm, View};
+use super::kernels;
 
 /// Shape of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -37,7 +37,20 @@ impl ConvShape {
 
 /// Builds the column matrix of `n` images `x: [n][cin][h][h]` into `col`.
 pub fn im2col(s: ConvShape, x: &[f32], n: usize, col: &mut [f32]) {
-    let (h, k, oh) = (s.h, s.k, s.oh());
+    match s.oh() {
+        24 => im2col_impl::<24>(s, x, n, col),
+        8 => im2col_impl::<8>(s, x, n, col),
+        _ => im2col_impl::<0>(s, x, n, col),
+    }
+}
+
+/// [`im2col`] with the output side known at compile time (`OH`, or 0 for any).
+// Rows are 8 or 24 values: an inlined loop beats a `memcpy` call.
+#[allow(clippy::manual_memcpy)]
+#[inline(always)]
+fn im2col_impl<const OH: usize>(s: ConvShape, x: &[f32], n: usize, col: &mut [f32]) {
+    let (h, k) = (s.h, s.k);
+    let oh = if OH > 0 { OH } else { s.oh() };
     let ncols = n * oh * oh;
     for c in 0..s.cin {
         for ky in 0..k {
@@ -48,7 +61,10 @@ pub fn im2col(s: ConvShape, x: &[f32], n: usize, col: &mut [f32]) {
                     let plane = &x[(i * s.cin + c) * h * h..(i * s.cin + c + 1) * h * h];
                     for oy in 0..oh {
                         let src = &plane[(oy + ky) * h + kx..(oy + ky) * h + kx + oh];
-                        dst[(i * oh + oy) * oh..(i * oh + oy + 1) * oh].copy_from_slice(src);
+                        let d = &mut dst[(i * oh + oy) * oh..(i * oh + oy + 1) * oh];
+                        for j in 0..oh {
+                            d[j] = src[j];
+                        }
                     }
                 }
             }
@@ -59,7 +75,17 @@ pub fn im2col(s: ConvShape, x: &[f32], n: usize, col: &mut [f32]) {
 /// Adjoint of [`im2col`]: `dx = Σ` of the column gradients at their input positions
 /// (overwrites `dx: [n][cin][h][h]`).
 pub fn col2im(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32]) {
-    let (h, k, oh) = (s.h, s.k, s.oh());
+    match s.oh() {
+        24 => col2im_impl::<24>(s, dcol, n, dx),
+        8 => col2im_impl::<8>(s, dcol, n, dx),
+        _ => col2im_impl::<0>(s, dcol, n, dx),
+    }
+}
+
+#[inline(always)]
+fn col2im_impl<const OH: usize>(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32]) {
+    let (h, k) = (s.h, s.k);
+    let oh = if OH > 0 { OH } else { s.oh() };
     let ncols = n * oh * oh;
     dx[..n * s.cin * h * h].fill(0.0);
     for c in 0..s.cin {
@@ -72,8 +98,8 @@ pub fn col2im(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32]) {
                     for oy in 0..oh {
                         let d = &mut plane[(oy + ky) * h + kx..(oy + ky) * h + kx + oh];
                         let g = &src[(i * oh + oy) * oh..(i * oh + oy + 1) * oh];
-                        for (a, &b) in d.iter_mut().zip(g) {
-                            *a += b;
+                        for j in 0..oh {
+                            d[j] += g[j];
                         }
                     }
                 }
@@ -84,16 +110,7 @@ pub fn col2im(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32]) {
 
 /// `y[rows][ncols] = W[rows][kdim] · col[kdim][ncols]` (no bias: the pooling adds it).
 pub fn conv_gemm(w: &[f32], rows: usize, kdim: usize, col: &[f32], ncols: usize, y: &mut [f32]) {
-    gemm(
-        rows,
-        kdim,
-        ncols,
-        View::rows(w, kdim),
-        View::rows(col, ncols),
-        0.0,
-        y,
-        ncols,
-    );
+    kernels::wx(w, rows, kdim, col, ncols, y);
 }
 
 /// `dW[rows][kdim] = dY[rows][ncols] · colᵀ` (overwrites).
@@ -105,16 +122,7 @@ pub fn conv_grad_w(
     ncols: usize,
     dw: &mut [f32],
 ) {
-    gemm(
-        rows,
-        ncols,
-        kdim,
-        View::rows(dy, ncols),
-        View::trans(col, ncols),
-        0.0,
-        dw,
-        kdim,
-    );
+    kernels::dxt(dy, rows, col, kdim, ncols, dw);
 }
 
 /// `dcol[kdim][ncols] = Wᵀ · dY` (overwrites).
@@ -126,37 +134,33 @@ pub fn conv_grad_col(
     ncols: usize,
     dcol: &mut [f32],
 ) {
-    gemm(
-        kdim,
-        rows,
-        ncols,
-        View::trans(w, kdim),
-        View::rows(dy, ncols),
-        0.0,
-        dcol,
-        ncols,
-    );
+    let mut wt = vec![0.0f32; kdim * rows];
+    for r in 0..rows {
+        for k in 0..kdim {
+            wt[k * rows + r] = w[r * kdim + k];
+        }
+    }
+    kernels::wx(&wt, kdim, rows, dy, ncols, dcol);
 }
 
 /// Fused bias + ReLU + 2×2/2 max-pool of one `side × side` plane: `out = max(0, max(y) + b)`,
-/// `arg` = index (0..4) of the max in its window.
+/// `arg` = index (0..4) of the max in its window (the first one on ties).
 #[inline]
 pub fn pool_forward(y: &[f32], side: usize, bias: f32, out: &mut [f32], arg: &mut [u8]) {
     let ph = side / 2;
     for py in 0..ph {
         let r0 = &y[2 * py * side..2 * py * side + side];
         let r1 = &y[(2 * py + 1) * side..(2 * py + 1) * side + side];
+        let o = &mut out[py * ph..py * ph + ph];
+        let a = &mut arg[py * ph..py * ph + ph];
         for px in 0..ph {
-            let v = [r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1]];
-            let mut best = 0;
-            for (j, &vj) in v.iter().enumerate().skip(1) {
-                if vj > v[best] {
-                    best = j;
-                }
-            }
-            let t = v[best] + bias;
-            out[py * ph + px] = if t > 0.0 { t } else { 0.0 };
-            arg[py * ph + px] = best as u8;
+            let (v0, v1, v2, v3) = (r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1]);
+            let (m01, a01) = if v1 > v0 { (v1, 1u8) } else { (v0, 0u8) };
+            let (m23, a23) = if v3 > v2 { (v3, 3u8) } else { (v2, 2u8) };
+            let (m, am) = if m23 > m01 { (m23, a23) } else { (m01, a01) };
+            let t = m + bias;
+            o[px] = if t > 0.0 { t } else { 0.0 };
+            a[px] = am;
         }
     }
 }

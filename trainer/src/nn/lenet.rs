@@ -106,8 +106,6 @@ struct Back {
     dp1: Vec<f32>,
     dy1: Vec<f32>,
     dw1s: Vec<f32>,
-    /// `∂L/∂w` per sample, flat.
-    grads: Vec<Vec<f32>>,
 }
 
 /// Per-sample result of the softmax cross-entropy.
@@ -136,7 +134,6 @@ impl Workspace {
             dp1: vec![0.0; n * P1],
             dy1: vec![0.0; s * 6 * n1],
             dw1s: vec![0.0; s * 150],
-            grads: vec![vec![0.0; PARAMS]; s],
         });
         Workspace {
             cap_n,
@@ -162,14 +159,6 @@ impl Workspace {
     /// Image capacity.
     pub fn cap_n(&self) -> usize {
         self.cap_n
-    }
-
-    /// The per-sample weight gradients of the last backward pass.
-    ///
-    /// # Panics
-    /// If the workspace was built without backward buffers.
-    pub fn grads(&self) -> &[Vec<f32>] {
-        &self.back.as_ref().expect("backward workspace").grads
     }
 
     /// Builds conv1's columns from `x` (shared by all samples).
@@ -276,10 +265,9 @@ impl Workspace {
 
     /// Backward of [`Workspace::tail_forward`] for sample `j` from the gradient written by
     /// [`Workspace::softmax_ce`]: fills that sample's gradients of conv2..fc3 and conv1's
-    /// bias, and its block of conv1's output gradient.
-    pub fn tail_backward(&mut self, n: usize, j: usize, w: &[f32]) {
+    /// bias (into `g`, flat like the weights), and its block of conv1's output gradient.
+    pub fn tail_backward(&mut self, n: usize, j: usize, w: &[f32], g: &mut [f32]) {
         let b = self.back.as_mut().expect("backward workspace");
-        let g = &mut b.grads[j];
         let [l1, l2, f1, f2, f3] = LAYERS;
         {
             let (gw, gb) = g[f3.w..f3.end].split_at_mut(f3.b - f3.w);
@@ -364,24 +352,25 @@ impl Workspace {
     }
 
     /// conv1's weight gradients for the `s` stacked samples, after every sample's
-    /// [`Workspace::tail_backward`].
-    pub fn conv1_backward(&mut self, n: usize, s: usize) {
+    /// [`Workspace::tail_backward`], into `grads[j]` for sample `j`.
+    pub fn conv1_backward(&mut self, n: usize, s: usize, grads: &mut [Vec<f32>]) {
         let b = self.back.as_mut().expect("backward workspace");
         let n1 = n * 576;
         conv::conv_grad_w(&b.dy1, s * 6, &self.col1, 25, n1, &mut b.dw1s);
         for j in 0..s {
-            b.grads[j][..150].copy_from_slice(&b.dw1s[j * 150..(j + 1) * 150]);
+            grads[j][..150].copy_from_slice(&b.dw1s[j * 150..(j + 1) * 150]);
         }
     }
 
     /// Forward and backward of `weights.len()` samples on the `n` images in `x`: returns the
-    /// cross-entropy per sample; the gradients are in [`Workspace::grads`].
+    /// cross-entropy per sample and writes `∂L/∂w` of sample `j` into `grads[j]`.
     pub fn forward_backward(
         &mut self,
         n: usize,
         labels: &[u8],
         weights: &[&[f32]],
         scale: f32,
+        grads: &mut [Vec<f32>],
     ) -> Vec<CeOut> {
         self.prepare_input(n);
         self.conv1(n, weights);
@@ -389,9 +378,9 @@ impl Workspace {
         for (j, w) in weights.iter().enumerate() {
             self.tail_forward(n, j, w);
             outs.push(self.softmax_ce(n, labels, scale));
-            self.tail_backward(n, j, w);
+            self.tail_backward(n, j, w, &mut grads[j]);
         }
-        self.conv1_backward(n, weights.len());
+        self.conv1_backward(n, weights.len(), grads);
         outs
     }
 }

@@ -7,6 +7,7 @@
 pub mod bayes;
 pub mod conv;
 pub mod gemm;
+pub mod kernels;
 pub mod lenet;
 pub mod linear;
 pub mod parallel;

@@ -12,6 +12,39 @@ pub fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Start of the ziggurat's tail.
+const ZIG_R: f64 = 3.442_619_855_899;
+/// Area of each ziggurat layer.
+const ZIG_V: f64 = 9.912_563_035_262_17e-3;
+
+/// Layer edges `x[i]` (x[0] is the base strip's virtual width V/f(R), x[1] = R, x[128] = 0)
+/// and the density `f[i] = e^{−x[i]²/2}` at them.
+struct Zig {
+    x: [f64; 129],
+    f: [f64; 129],
+}
+
+fn zig_tables() -> &'static Zig {
+    static TABLES: std::sync::OnceLock<Zig> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut x = [0.0f64; 129];
+        let mut f = [0.0f64; 129];
+        let fr = (-0.5 * ZIG_R * ZIG_R).exp();
+        x[0] = ZIG_V / fr;
+        x[1] = ZIG_R;
+        for i in 2..128 {
+            let prev = x[i - 1];
+            x[i] = (-2.0 * (ZIG_V / prev + (-0.5 * prev * prev).exp()).ln()).sqrt();
+        }
+        x[128] = 0.0;
+        for i in 0..129 {
+            f[i] = (-0.5 * x[i] * x[i]).exp();
+        }
+        // The base strip (i = 0) holds the tail: its "density" bounds are not used.
+        Zig { x, f }
+    })
+}
+
 /// xoshiro256++ with a cached second Gaussian.
 #[derive(Clone, Debug)]
 pub struct Rng {
@@ -95,6 +128,39 @@ impl Rng {
         a
     }
 
+    /// A standard normal draw by the Marsaglia–Tsang ziggurat (128 layers, f64 tables): one
+    /// 64-bit draw and a multiply for ~98.8% of the values.
+    #[inline]
+    pub fn normal_zig(&mut self) -> f32 {
+        let t = zig_tables();
+        loop {
+            let u = self.next_u64();
+            let i = (u & 127) as usize;
+            // Signed 53-bit uniform in (−1, 1) from the high bits.
+            let v = ((u >> 11) as f64 * (1.0 / (1u64 << 52) as f64)) - 1.0;
+            let x = v * t.x[i];
+            if x.abs() < t.x[i + 1] {
+                return x as f32;
+            }
+            if i == 0 {
+                // Tail beyond R (Marsaglia's method).
+                loop {
+                    let a = -(1.0 - self.next_f64()).ln() / ZIG_R;
+                    let b = -(1.0 - self.next_f64()).ln();
+                    if b + b >= a * a {
+                        let z = ZIG_R + a;
+                        return if v < 0.0 { -z as f32 } else { z as f32 };
+                    }
+                }
+            }
+            // Wedge: accept under the density.
+            let y = t.f[i] + self.next_f64() * (t.f[i + 1] - t.f[i]);
+            if y < (-0.5 * x * x).exp() {
+                return x as f32;
+            }
+        }
+    }
+
     #[inline]
     fn normal_pair(&mut self) -> (f32, f32) {
         loop {
@@ -108,16 +174,10 @@ impl Rng {
         }
     }
 
-    /// Fills `out` with standard normal draws.
+    /// Fills `out` with standard normal draws (ziggurat).
     pub fn fill_normal(&mut self, out: &mut [f32]) {
-        let mut chunks = out.chunks_exact_mut(2);
-        for pair in &mut chunks {
-            let (a, b) = self.normal_pair();
-            pair[0] = a;
-            pair[1] = b;
-        }
-        for x in chunks.into_remainder() {
-            *x = self.normal();
+        for x in out {
+            *x = self.normal_zig();
         }
     }
 
@@ -160,6 +220,28 @@ mod tests {
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.01, "var {var}");
         assert!((kurt - 3.0).abs() < 0.05, "kurtosis {kurt}");
+    }
+
+    #[test]
+    fn ziggurat_tails_have_the_normal_mass() {
+        let mut r = Rng::new(11);
+        let n = 2_000_000;
+        let (mut over2, mut over3, mut over35, mut neg) = (0usize, 0usize, 0usize, 0usize);
+        for _ in 0..n {
+            let z = r.normal_zig().abs() as f64;
+            over2 += (z > 2.0) as usize;
+            over3 += (z > 3.0) as usize;
+            over35 += (z > 3.5) as usize;
+        }
+        for _ in 0..n / 10 {
+            neg += (r.normal_zig() < 0.0) as usize;
+        }
+        let p = |c: usize| c as f64 / n as f64;
+        // Two-sided tail masses of N(0, 1): 0.0455, 0.0027, 0.000465.
+        assert!((p(over2) - 0.0455).abs() < 0.0015, "{}", p(over2));
+        assert!((p(over3) - 0.0027).abs() < 0.0003, "{}", p(over3));
+        assert!((p(over35) - 0.000465).abs() < 0.0001, "{}", p(over35));
+        assert!((neg as f64 / (n / 10) as f64 - 0.5).abs() < 0.005);
     }
 
     #[test]
