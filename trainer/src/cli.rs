@@ -128,6 +128,27 @@ pub struct TrainArgs {
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
+    /// Continue from the checkpoint in --out (made with the same settings; --epochs may be
+    /// larger) and reach the same files as an uninterrupted run.
+    #[arg(long)]
+    pub resume: bool,
+    /// Also checkpoint every N steps within an epoch [default: only after each epoch].
+    #[arg(long, value_name = "N", value_parser = positive_usize)]
+    pub checkpoint_steps: Option<usize>,
+    /// Fault injection for tests: a NaN ρ gradient at global step STEP in layer LAYER (0..5).
+    #[arg(long, value_name = "STEP:LAYER", value_parser = step_layer, hide = true)]
+    pub inject_nan: Option<(usize, usize)>,
+}
+
+/// `STEP:LAYER` with LAYER in 0..5.
+fn step_layer(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s.split_once(':').ok_or("expected STEP:LAYER")?;
+    let step = a.parse().map_err(|_| format!("bad step {a:?}"))?;
+    let layer = b.parse().map_err(|_| format!("bad layer {b:?}"))?;
+    if layer >= 5 {
+        return Err(format!("layer {layer} is not in 0..5"));
+    }
+    Ok((step, layer))
 }
 
 /// How `eval` draws the Monte Carlo samples.

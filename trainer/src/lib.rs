@@ -2,6 +2,7 @@
 //! evaluation, metrics, reports, export and the command line.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod compare;
 pub mod data;
@@ -19,7 +20,9 @@ pub mod train;
 pub use evaluate::{evaluate, evaluate_with_threads, McOutputs};
 pub use export::{export, try_export};
 pub use model::Lenet;
-pub use train::{train, StepInfo, TrainConfig, TrainError, TrainSummary};
+pub use train::{
+    train, train_resumable, StepInfo, TrainConfig, TrainError, TrainState, TrainSummary,
+};
 
 #[cfg(test)]
 mod testdata;

@@ -10,6 +10,7 @@ use tinyvi::format::{OodScore, OodThreshold};
 use tinyvi::infer::{Config, LeNet, Mode, Scratch};
 use tinyvi::rng::image_seed;
 
+use crate::checkpoint::{self, Checkpoint, Settings};
 use crate::cli::{EvalArgs, EvalMode, TrainArgs};
 use crate::data::idx::Dataset;
 use crate::data::mnist::{load_fashion_test, load_mnist};
@@ -18,7 +19,7 @@ use crate::evaluate::{evaluate, McOutputs};
 use crate::metrics::{self, Metrics, Predictions};
 use crate::model::Lenet;
 use crate::report;
-use crate::train::{train, TrainConfig};
+use crate::train::{train_resumable, Checkpoints, TrainConfig, TrainState};
 
 /// Images of MNIST test and of Fashion-MNIST test written to `samples.bin` for the firmware.
 pub const DEVICE_SAMPLES_PER_SET: usize = 32;
@@ -103,18 +104,71 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         cfg.threads
     );
 
-    let mut model = Lenet::init(args.seed);
-    let steps_per_epoch = train_set.len().div_ceil(args.batch_size);
-    let bar = report::progress((steps_per_epoch * args.epochs) as u64, "train", args.quiet);
+    let settings = Settings::new(&cfg, &train_set.images, &train_set.labels);
+    let checkpoint_path = args.out.join(checkpoint::FILE);
+    let (mut model, resume) = if args.resume {
+        let c = Checkpoint::load_for(&checkpoint_path, &settings)?;
+        let at = if c.state.step == 0 {
+            format!("after epoch {}", c.state.epoch)
+        } else {
+            format!("at epoch {} step {}", c.state.epoch + 1, c.state.step)
+        };
+        if c.state.epoch > args.epochs || (c.state.epoch == args.epochs && c.state.step > 0) {
+            return Err(TrainerError::invalid(
+                "--resume",
+                format!(
+                    "{} is {at}, past --epochs {}",
+                    checkpoint_path.display(),
+                    args.epochs
+                ),
+            ));
+        }
+        println!(
+            "resuming from {} {at} ({} steps done)",
+            checkpoint_path.display(),
+            c.state.global_step
+        );
+        (c.model, Some(c.state))
+    } else {
+        (Lenet::init(args.seed), None)
+    };
+    let steps_per_epoch = train_set
+        .len()
+        .div_ceil(args.batch_size.min(train_set.len()));
+    let done = resume.as_ref().map_or(0, |s| s.global_step);
+    let bar = report::progress(
+        (steps_per_epoch * args.epochs - done) as u64,
+        "train",
+        args.quiet,
+    );
     let (mut loss_sum, mut acc_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
+    let mut saved: Option<(usize, usize)> = resume.as_ref().map(|s| (s.epoch, s.step));
+    let mut save = |model: &Lenet, state: &TrainState| -> std::result::Result<(), String> {
+        Checkpoint {
+            settings: settings.clone(),
+            model: model.clone(),
+            state: state.clone(),
+        }
+        .save(&checkpoint_path)
+        .map_err(|e| e.to_string())?;
+        saved = Some((state.epoch, state.step));
+        Ok(())
+    };
+    let checkpoints = Checkpoints {
+        resume,
+        every_steps: args.checkpoint_steps.unwrap_or(0),
+        save: &mut save,
+        inject_nan: args.inject_nan,
+    };
     let started = Instant::now();
-    let summary = train(
+    let summary = train_resumable(
         &mut model,
         &train_set.images,
         &train_set.labels,
         &cfg,
+        checkpoints,
         &mut |s| {
-            if s.step == 0 {
+            if s.step == 0 || seen == 0 {
                 (loss_sum, acc_sum, seen) = (0.0, 0.0, 0);
             }
             loss_sum += f64::from(s.loss);
@@ -130,7 +184,21 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             bar.inc(1);
         },
     )
-    .map_err(|e| TrainerError::invalid("training", e.to_string()))?;
+    .map_err(|e| {
+        let kept = match saved {
+            Some((epoch, 0)) => format!(
+                "; the last good checkpoint ({}, after epoch {epoch}) is kept",
+                checkpoint_path.display()
+            ),
+            Some((epoch, step)) => format!(
+                "; the last good checkpoint ({}, epoch {} step {step}) is kept",
+                checkpoint_path.display(),
+                epoch + 1
+            ),
+            None => String::new(),
+        };
+        TrainerError::invalid("training", format!("{e}{kept}"))
+    })?;
     let train_seconds = started.elapsed().as_secs_f64();
     bar.finish();
     println!(

@@ -100,13 +100,16 @@ pub enum TrainError {
     NonFinite {
         /// Global step (from 0).
         step: usize,
-        /// What: `loss`, `μ gradient` or `ρ gradient`.
+        /// What: `loss`, `μ gradient`, `ρ gradient`, `μ` or `ρ` (after the Adam update).
         what: &'static str,
-        /// Layer name, when a gradient.
+        /// The layer: of the bad gradient or parameter; for a bad loss, the first layer whose
+        /// sampled weights or gradients are not finite (`None` when none is).
         layer: Option<&'static str>,
     },
     /// Inconsistent inputs or configuration.
     Invalid(String),
+    /// Saving a checkpoint failed (the message names the file and the problem).
+    Checkpoint(String),
 }
 
 impl fmt::Display for TrainError {
@@ -130,6 +133,7 @@ impl fmt::Display for TrainError {
                 write!(f, "training diverged at step {step}: non-finite {what}")
             }
             TrainError::Invalid(m) => write!(f, "invalid training input: {m}"),
+            TrainError::Checkpoint(m) => write!(f, "cannot save the checkpoint: {m}"),
         }
     }
 }
@@ -186,6 +190,25 @@ impl Adam {
         }
     }
 
+    /// Steps taken and moment estimates (for a checkpoint).
+    pub fn state(&self) -> AdamState {
+        AdamState {
+            t: self.t,
+            m: self.m.clone(),
+            v: self.v.clone(),
+        }
+    }
+
+    /// Adam with learning rate `lr` (PyTorch's other defaults) continuing from `state`.
+    pub fn restore(lr: f32, state: AdamState) -> Self {
+        Adam {
+            t: state.t,
+            m: state.m,
+            v: state.v,
+            ..Adam::new(0, lr)
+        }
+    }
+
     /// One step on all parameters (sequential; the trainer uses the chunked path).
     pub fn step(&mut self, p: &mut [f32], g: &[f32]) {
         let k = self.begin();
@@ -194,6 +217,51 @@ impl Adam {
         self.m = m;
         self.v = v;
     }
+}
+
+/// Adam's state besides its hyper-parameters: steps taken, first and second moments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamState {
+    /// Steps taken.
+    pub t: u32,
+    /// First-moment estimates, one per parameter.
+    pub m: Vec<f32>,
+    /// Second-moment estimates, one per parameter.
+    pub v: Vec<f32>,
+}
+
+/// Where a run stands after a step: with the model's μ and ρ, everything needed to continue
+/// bit-exactly. No generator state is stored: shuffling and crops are drawn from streams of
+/// (seed, epoch) and the weight noise from streams of (seed, global step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    /// Epoch in progress (from 0); equals the number of finished epochs when `step` is 0.
+    pub epoch: usize,
+    /// Steps of `epoch` already taken (0 at an epoch boundary).
+    pub step: usize,
+    /// Steps taken in all (`epoch · steps per epoch + step`).
+    pub global_step: usize,
+    /// Σ loss over the steps of the current epoch (of the finished one at a boundary).
+    pub epoch_loss_sum: f64,
+    /// Σ batch accuracy over the same steps.
+    pub epoch_accuracy_sum: f64,
+    /// Adam of the μ.
+    pub adam_mu: AdamState,
+    /// Adam of the ρ.
+    pub adam_rho: AdamState,
+}
+
+/// Checkpointing and fault injection for [`train_resumable`].
+pub struct Checkpoints<'a> {
+    /// Continue from this state (with the model as it was saved with it).
+    pub resume: Option<TrainState>,
+    /// Save after every this many steps of an epoch too (0: only at the end of each epoch).
+    pub every_steps: usize,
+    /// Saves the model and the state; an error stops training.
+    pub save: &'a mut dyn FnMut(&Lenet, &TrainState) -> Result<(), String>,
+    /// Fault injection for tests: make the ρ gradient of this global step NaN in this layer
+    /// (an index into [`crate::nn::lenet::LAYERS`]).
+    pub inject_nan: Option<(usize, usize)>,
 }
 
 /// Buffers reused by every step.
@@ -368,6 +436,12 @@ impl Engine {
         }
         bad(&self.grho).map(|i| ("ρ gradient", layer_of(i).name))
     }
+
+    /// The first layer whose sampled weights are not finite.
+    fn nonfinite_weights(&self) -> Option<&'static str> {
+        let i = self.w.par_iter().position_first(|w| !w.is_finite())?;
+        Some(layer_of(i % PARAMS).name)
+    }
 }
 
 /// Writes the normalised random crop of `img` (28×28 u8) at offset (`dy`, `dx`) ∈ 0..=8 of the
@@ -402,6 +476,30 @@ pub fn train(
     cfg: &TrainConfig,
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<TrainSummary, TrainError> {
+    let mut save = |_: &Lenet, _: &TrainState| Ok(());
+    let checkpoints = Checkpoints {
+        resume: None,
+        every_steps: 0,
+        save: &mut save,
+        inject_nan: None,
+    };
+    train_resumable(model, images, labels, cfg, checkpoints, on_step)
+}
+
+/// [`train`], continuing from `checkpoints.resume` when given (`model` must then be the model
+/// saved with that state), and handing the model and state to `checkpoints.save` after every
+/// epoch (and every `checkpoints.every_steps` steps). A run resumed from any checkpoint ends with
+/// the same parameters, bit for bit, as an uninterrupted run. Training stops with
+/// [`TrainError::NonFinite`] at the first non-finite loss, gradient or updated parameter: a bad
+/// gradient is caught before Adam applies it, and no state after it reaches `save`.
+pub fn train_resumable(
+    model: &mut Lenet,
+    images: &[u8],
+    labels: &[u8],
+    cfg: &TrainConfig,
+    checkpoints: Checkpoints<'_>,
+    on_step: &mut dyn FnMut(StepInfo),
+) -> Result<TrainSummary, TrainError> {
     let n = labels.len();
     if images.len() != n * IN {
         return Err(TrainError::Invalid(format!(
@@ -426,11 +524,45 @@ pub fn train(
             "model has the wrong number of parameters".into(),
         ));
     }
+    if let Some(s) = &checkpoints.resume {
+        check_resume(s, n.div_ceil(cfg.batch_size.min(n)), cfg.epochs)?;
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
         .map_err(|e| TrainError::Invalid(format!("cannot start worker threads: {e}")))?;
-    train_in_pool(&pool, model, images, labels, cfg, on_step)
+    train_in_pool(&pool, model, images, labels, cfg, checkpoints, on_step)
+}
+
+/// A resume state must sit inside the run: a step of an epoch ≤ `epochs`, consistent counts,
+/// moments for every parameter.
+fn check_resume(s: &TrainState, steps_per_epoch: usize, epochs: usize) -> Result<(), TrainError> {
+    let bad = |m: String| Err(TrainError::Invalid(format!("cannot resume: {m}")));
+    if s.step >= steps_per_epoch {
+        return bad(format!(
+            "step {} of an epoch of {steps_per_epoch} steps",
+            s.step
+        ));
+    }
+    if s.epoch > epochs || (s.epoch == epochs && s.step > 0) {
+        return bad(format!(
+            "the checkpoint is past the {epochs} epoch(s) asked for (epoch {}, step {})",
+            s.epoch + 1,
+            s.step
+        ));
+    }
+    if s.global_step != s.epoch * steps_per_epoch + s.step {
+        return bad(format!(
+            "global step {} is not epoch {} step {} of {steps_per_epoch}",
+            s.global_step, s.epoch, s.step
+        ));
+    }
+    for a in [&s.adam_mu, &s.adam_rho] {
+        if a.m.len() != PARAMS || a.v.len() != PARAMS || a.t as usize != s.global_step {
+            return bad("Adam's state does not match the parameters or the step".into());
+        }
+    }
+    Ok(())
 }
 
 fn train_in_pool(
@@ -439,6 +571,7 @@ fn train_in_pool(
     images: &[u8],
     labels: &[u8],
     cfg: &TrainConfig,
+    checkpoints: Checkpoints<'_>,
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<TrainSummary, TrainError> {
     let start = Instant::now();
@@ -446,15 +579,38 @@ fn train_in_pool(
     let batch = cfg.batch_size.min(n);
     let steps_per_epoch = n.div_ceil(batch);
     let mut engine = Engine::new(cfg.train_samples, batch, pool.current_num_threads());
-    let mut adam_mu = Adam::new(PARAMS, cfg.lr);
-    let mut adam_rho = Adam::new(PARAMS, cfg.lr);
+    let Checkpoints {
+        resume,
+        every_steps,
+        save,
+        inject_nan,
+    } = checkpoints;
+    let (start_epoch, start_step, mut global, mut adam_mu, mut adam_rho, mut loss_sum, mut acc_sum) =
+        match resume {
+            Some(s) => (
+                s.epoch,
+                s.step,
+                s.global_step,
+                Adam::restore(cfg.lr, s.adam_mu),
+                Adam::restore(cfg.lr, s.adam_rho),
+                s.epoch_loss_sum,
+                s.epoch_accuracy_sum,
+            ),
+            None => (
+                0,
+                0,
+                0,
+                Adam::new(PARAMS, cfg.lr),
+                Adam::new(PARAMS, cfg.lr),
+                0.0,
+                0.0,
+            ),
+        };
     let lut = norm_lut();
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut crops = vec![(0u8, 0u8); n];
     let mut batch_labels = vec![0u8; batch];
-    let mut global = 0usize;
-    let (mut loss_sum, mut acc_sum) = (0.0f64, 0.0f64);
-    for epoch in 0..cfg.epochs {
+    for epoch in start_epoch..cfg.epochs {
         order
             .iter_mut()
             .enumerate()
@@ -467,8 +623,11 @@ fn train_in_pool(
                 rng.below(2 * CROP_PAD + 1) as u8,
             );
         }
-        (loss_sum, acc_sum) = (0.0, 0.0);
-        for step in 0..steps_per_epoch {
+        let first = if epoch == start_epoch { start_step } else { 0 };
+        if first == 0 {
+            (loss_sum, acc_sum) = (0.0, 0.0);
+        }
+        for step in first..steps_per_epoch {
             let lo = step * batch;
             let hi = (lo + batch).min(n);
             let m = hi - lo;
@@ -491,14 +650,19 @@ fn train_in_pool(
             let (l, bad) = pool.install(|| {
                 let kl_sum = engine.sample(model, cfg.seed, global as u64, false);
                 let l = engine.gradients(m, bl, cfg.kl_weight, kl_sum, &fill);
+                if let Some((_, layer)) = inject_nan.filter(|&(s, _)| s == global) {
+                    let r = &crate::nn::lenet::LAYERS[layer.min(4)];
+                    engine.grho[r.b] = f32::NAN;
+                }
                 (l, engine.check())
             });
             let loss = l.ce + cfg.kl_weight as f64 * l.kl;
             if !loss.is_finite() {
+                let layer = pool.install(|| engine.nonfinite_weights().or(bad.map(|b| b.1)));
                 return Err(TrainError::NonFinite {
                     step: global,
                     what: "loss",
-                    layer: None,
+                    layer,
                 });
             }
             if let Some((what, layer)) = bad {
@@ -508,10 +672,21 @@ fn train_in_pool(
                     layer: Some(layer),
                 });
             }
-            pool.install(|| {
+            let bad_param = pool.install(|| {
                 apply_adam(&mut adam_mu, &mut model.mu, &engine.gmu);
                 apply_adam(&mut adam_rho, &mut model.rho, &engine.grho);
+                let bad = |v: &[f32]| v.par_iter().position_first(|p| !p.is_finite());
+                bad(&model.mu)
+                    .map(|i| ("μ", layer_of(i).name))
+                    .or_else(|| bad(&model.rho).map(|i| ("ρ", layer_of(i).name)))
             });
+            if let Some((what, layer)) = bad_param {
+                return Err(TrainError::NonFinite {
+                    step: global,
+                    what,
+                    layer: Some(layer),
+                });
+            }
             let acc = l.correct as f64 / (m * cfg.train_samples) as f64;
             loss_sum += loss;
             acc_sum += acc;
@@ -525,6 +700,24 @@ fn train_in_pool(
                 batch_accuracy: acc as f32,
             });
             global += 1;
+            let end_of_epoch = step + 1 == steps_per_epoch;
+            if end_of_epoch || (every_steps > 0 && (step + 1) % every_steps == 0) {
+                let (e, s) = if end_of_epoch {
+                    (epoch + 1, 0)
+                } else {
+                    (epoch, step + 1)
+                };
+                let state = TrainState {
+                    epoch: e,
+                    step: s,
+                    global_step: global,
+                    epoch_loss_sum: loss_sum,
+                    epoch_accuracy_sum: acc_sum,
+                    adam_mu: adam_mu.state(),
+                    adam_rho: adam_rho.state(),
+                };
+                save(model, &state).map_err(TrainError::Checkpoint)?;
+            }
         }
     }
     Ok(TrainSummary {
