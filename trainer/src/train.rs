@@ -100,7 +100,7 @@ pub enum TrainError {
     NonFinite {
         /// Global step (from 0).
         step: usize,
-        /// What: `loss`, `μ gradient`, `ρ gradient`, `μ` or `ρ` (after the Adam update).
+        /// What: `loss`, `μ gradient`, `ρ gradient`, `μ after the Adam update` or `ρ after …`.
         what: &'static str,
         /// The layer: of the bad gradient or parameter; for a bad loss, the first layer whose
         /// sampled weights or gradients are not finite (`None` when none is).
@@ -677,8 +677,10 @@ fn train_in_pool(
                 apply_adam(&mut adam_rho, &mut model.rho, &engine.grho);
                 let bad = |v: &[f32]| v.par_iter().position_first(|p| !p.is_finite());
                 bad(&model.mu)
-                    .map(|i| ("μ", layer_of(i).name))
-                    .or_else(|| bad(&model.rho).map(|i| ("ρ", layer_of(i).name)))
+                    .map(|i| ("μ after the Adam update", layer_of(i).name))
+                    .or_else(|| {
+                        bad(&model.rho).map(|i| ("ρ after the Adam update", layer_of(i).name))
+                    })
             });
             if let Some((what, layer)) = bad_param {
                 return Err(TrainError::NonFinite {
@@ -891,6 +893,127 @@ mod tests {
         assert!(steps
             .iter()
             .all(|s| s.kl > 0.0 && (s.loss - s.ce - s.kl / 50_000.0).abs() < 1e-4));
+    }
+
+    /// Every saved state (mid-epoch every 2 steps, and at each epoch's end), resumed in a fresh
+    /// run, ends with the parameters and step losses of the uninterrupted run, bit for bit.
+    #[test]
+    fn resuming_from_any_checkpoint_is_bit_exact() {
+        let (x, y) = mnist("train", 300).expect("MNIST in /work/data or $TINYVI_DATA");
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 64,
+            seed: 11,
+            threads: 2,
+            ..TrainConfig::default()
+        };
+        let mut saved: Vec<(Lenet, TrainState)> = vec![];
+        let mut save = |m: &Lenet, s: &TrainState| {
+            saved.push((m.clone(), s.clone()));
+            Ok(())
+        };
+        let mut full = Lenet::init(cfg.seed);
+        let mut losses = vec![];
+        let ck = Checkpoints {
+            resume: None,
+            every_steps: 2,
+            save: &mut save,
+            inject_nan: None,
+        };
+        let whole =
+            train_resumable(&mut full, &x, &y, &cfg, ck, &mut |s| losses.push(s.loss)).unwrap();
+        let at: Vec<(usize, usize)> = saved.iter().map(|(_, s)| (s.epoch, s.step)).collect();
+        assert_eq!(at, [(0, 2), (0, 4), (1, 0), (1, 2), (1, 4), (2, 0)]);
+        for (model, state) in saved {
+            let g = state.global_step;
+            let mut m = model;
+            let mut rest = vec![];
+            let mut nothing = |_: &Lenet, _: &TrainState| Ok(());
+            let ck = Checkpoints {
+                resume: Some(state),
+                every_steps: 0,
+                save: &mut nothing,
+                inject_nan: None,
+            };
+            let cfg1 = TrainConfig {
+                threads: 1,
+                ..cfg.clone()
+            };
+            let sum =
+                train_resumable(&mut m, &x, &y, &cfg1, ck, &mut |s| rest.push(s.loss)).unwrap();
+            assert_eq!(rest, losses[g..], "losses after resuming at step {g}");
+            assert!(m == full, "parameters differ after resuming at step {g}");
+            assert_eq!(sum.last_epoch_loss, whole.last_epoch_loss);
+            assert_eq!(sum.steps, whole.steps);
+        }
+    }
+
+    /// A NaN gradient stops training at its step, names its layer, leaves the parameters as
+    /// after the previous step, and no later state is saved.
+    #[test]
+    fn a_nan_gradient_stops_before_the_update() {
+        let (x, y) = mnist("train", 300).expect("MNIST in /work/data or $TINYVI_DATA");
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 64,
+            seed: 2,
+            ..TrainConfig::default()
+        };
+        let run = |inject: (usize, usize)| {
+            let mut saved = vec![];
+            let mut save = |_: &Lenet, s: &TrainState| {
+                saved.push(s.global_step);
+                Ok(())
+            };
+            let mut m = Lenet::init(cfg.seed);
+            let mut steps = 0;
+            let ck = Checkpoints {
+                resume: None,
+                every_steps: 0,
+                save: &mut save,
+                inject_nan: Some(inject),
+            };
+            let e = train_resumable(&mut m, &x, &y, &cfg, ck, &mut |_| steps += 1).unwrap_err();
+            (e, m, steps, saved)
+        };
+        let (e, m, steps, saved) = run((7, 2));
+        assert_eq!(
+            e,
+            TrainError::NonFinite {
+                step: 7,
+                what: "ρ gradient",
+                layer: Some("fc1")
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "training diverged at step 7: non-finite ρ gradient in layer fc1"
+        );
+        assert_eq!(steps, 7);
+        assert_eq!(saved, [5], "only the end of epoch 1 was saved");
+        let (e0, _, _, _) = run((7, 0));
+        assert!(e0.to_string().ends_with("in layer conv1"), "{e0}");
+        // The parameters are those after 7 good steps of a clean run.
+        let mut after7 = None;
+        let mut save = |m: &Lenet, s: &TrainState| {
+            if s.global_step == 7 {
+                after7 = Some(m.clone());
+            }
+            Ok(())
+        };
+        let mut clean = Lenet::init(cfg.seed);
+        let ck = Checkpoints {
+            resume: None,
+            every_steps: 1,
+            save: &mut save,
+            inject_nan: None,
+        };
+        train_resumable(&mut clean, &x, &y, &cfg, ck, &mut |_| {}).unwrap();
+        assert!(
+            after7.as_ref() == Some(&m),
+            "the parameters changed at the failing step"
+        );
+        assert!(m.mu.iter().chain(&m.rho).all(|v| v.is_finite()));
     }
 
     #[test]
