@@ -248,7 +248,7 @@ fn resume_refuses_a_missing_corrupt_or_different_checkpoint() {
         (b"not a checkpoint".to_vec(), "bad magic"),
     ] {
         std::fs::write(&ck, &bytes).unwrap();
-        one_line_error(&run(dir.path(), &["--resume"]), &want);
+        one_line_error(&run(dir.path(), &["--resume"]), want);
         assert_eq!(
             std::fs::read(&ck).unwrap(),
             bytes,
