@@ -108,6 +108,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let checkpoint_path = args.out.join(checkpoint::FILE);
     let (mut model, resume) = if args.resume {
         let c = Checkpoint::load_for(&checkpoint_path, &settings)?;
+        remove_stale_temporaries(&args.out);
         let at = if c.state.step == 0 {
             format!("after epoch {}", c.state.epoch)
         } else {
@@ -257,6 +258,32 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     report::print_metrics_table(&m);
     print_written(&args.out, true);
     Ok(())
+}
+
+/// Removes the temporary files (`.NAME.XXXXXX.tmp`) that a killed run left behind while
+/// writing an output of `train` (never read; the outputs themselves are whole or absent).
+fn remove_stale_temporaries(out: &Path) {
+    let names = [
+        checkpoint::FILE,
+        files::MODEL,
+        files::METRICS,
+        files::PREDICTIONS,
+        files::RELIABILITY,
+        files::UNCERTAINTY,
+        files::SAMPLES,
+    ];
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours =
+            name.ends_with(".tmp") && names.iter().any(|n| name.starts_with(&format!(".{n}.")));
+        if ours && e.file_type().is_ok_and(|t| t.is_file()) {
+            // Best effort: a leftover that cannot be removed is harmless.
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// `trainer eval`: the metrics of an exported model, computed through the no_std core.

@@ -196,8 +196,12 @@ fn sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run() {
         "{:?}",
         (c.state.epoch, c.state.step)
     );
+    // What a kill during a write leaves behind; --resume removes it.
+    let stale = b.path().join(".checkpoint.bin.Ab12Cd.tmp");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
     let o = run(b.path(), &["--resume"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(!stale.exists(), "the stale temporary file is still there");
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains(&format!("after epoch {}", c.state.epoch)),
