@@ -75,6 +75,11 @@ pub enum TrainerError {
     #[error("{what}: {problem}")]
     Invalid { what: String, problem: String },
 
+    /// Training stopped (a non-finite loss or gradient, or a refused checkpoint); the message
+    /// names the step and the layer.
+    #[error("{0}")]
+    Training(String),
+
     /// Drawing a figure failed.
     #[error("{path}: cannot draw: {problem}")]
     Plot { path: DisplayPath, problem: String },

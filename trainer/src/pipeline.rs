@@ -198,7 +198,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             ),
             None => String::new(),
         };
-        TrainerError::invalid("training", format!("{e}{kept}"))
+        TrainerError::Training(format!("{e}{kept}"))
     })?;
     let train_seconds = started.elapsed().as_secs_f64();
     bar.finish();
