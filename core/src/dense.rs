@@ -9,7 +9,7 @@
 
 use crate::format::le_f32;
 use crate::gauss::standard_normal;
-use crate::params::{Draw, Params};
+use crate::params::{Draw, Params, Sqrt};
 use crate::rng::Rng;
 
 /// Number of interleaved partial sums in a dot product.
@@ -108,13 +108,19 @@ pub fn dense<D: Draw, const IN: usize, const OUT: usize, const WB: usize, const 
     }
 }
 
-/// Local reparameterisation: `out[o] = μ_o + sqrtf(v_o)·ε_o` with
+/// Local reparameterisation: `out[o] = μ_o + S::sqrt(v_o)·ε_o` with
 /// `μ_o = b_μ + Σ_i μ_oi·x_i` and `v_o = b_var + Σ_i var_oi·x_i²`, one standard normal per
 /// output drawn in increasing `o`.
 // Not inlined: called with a pointer into `Scratch`, the loads get small offsets
 // (inlined into `predict`, the Cortex-M4 needs an address computation per load).
 #[inline(never)]
-pub fn dense_local_reparam<const IN: usize, const OUT: usize, const WB: usize, const BB: usize>(
+pub fn dense_local_reparam<
+    S: Sqrt,
+    const IN: usize,
+    const OUT: usize,
+    const WB: usize,
+    const BB: usize,
+>(
     x: &[f32; IN],
     p: &Params<'_, WB, BB>,
     rng: &mut Rng,
@@ -135,7 +141,7 @@ pub fn dense_local_reparam<const IN: usize, const OUT: usize, const WB: usize, c
         let (sm, sv) = dot_pair(m, v, x, &x2);
         let mean = le_f32(bm) + sm;
         let var = le_f32(bv) + sv;
-        *o = mean + libm::sqrtf(var) * standard_normal(rng);
+        *o = mean + S::sqrt(var) * standard_normal(rng);
     }
 }
 
@@ -227,10 +233,10 @@ mod tests {
         };
         let mut out = [0f32; 2];
         let mut rng = Rng::seed_from_u64(5);
-        dense(&X, &p, &mut SampleDraw(&mut rng), &mut out);
+        dense(&X, &p, &mut SampleDraw::new(&mut rng), &mut out);
 
         let mut r = Rng::seed_from_u64(5);
-        let mut s = SampleDraw(&mut r);
+        let mut s = SampleDraw::new(&mut r);
         let b = [s.draw(0.5, 0.04), s.draw(-1.0, 0.09)];
         for o in 0..2 {
             let ws: Vec<f32> = (0..12)
@@ -260,7 +266,7 @@ mod tests {
         };
         let mut out = [0f32; 2];
         let mut rng = Rng::seed_from_u64(6);
-        dense_local_reparam(&X, &p, &mut rng, &mut out);
+        dense_local_reparam::<crate::params::LibmSqrt, 12, 2, 96, 8>(&X, &p, &mut rng, &mut out);
         let mut r = Rng::seed_from_u64(6);
         let e = [standard_normal(&mut r), standard_normal(&mut r)];
         assert_eq!(rng, r);

@@ -24,7 +24,8 @@
 //!   (`for in { for out { 25 weights in (ky, kx) order } }`), which is its loop order;
 //! - fully-connected layers in `LocalReparam`: one normal per output, in order.
 //!
-//! A drawn parameter is `μ + libm::sqrtf(σ²)·ε`.
+//! A drawn parameter is `μ + sqrt(σ²)·ε`, the square root correctly rounded (`libm::sqrtf` by
+//! default; see [`crate::params::Sqrt`] and [`LeNet::with_sqrt`]).
 //!
 //! # Arithmetic order (part of the contract)
 //!
@@ -51,9 +52,10 @@ use crate::conv::{conv5x5_acc, draw_kernel};
 use crate::dense::{dense, dense_local_reparam};
 use crate::error::{Error, Result};
 use crate::format::{Model, OodScore, OodThreshold};
-use crate::params::{draw_into, Draw, MeanDraw, Params, SampleDraw};
+use crate::params::{draw_into, Draw, LibmSqrt, MeanDraw, Params, SampleDraw, Sqrt};
 use crate::pool::relu_maxpool2;
 use crate::rng::Rng;
+use core::marker::PhantomData;
 
 /// How the parameters are drawn for each Monte Carlo pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -206,8 +208,11 @@ impl Default for Scratch {
 }
 
 /// The LeNet of a validated model, ready to predict. Borrows the model's bytes.
-#[derive(Clone, Copy, Debug)]
-pub struct LeNet<'m> {
+///
+/// `S` computes the square roots of the variances ([`LibmSqrt`] unless
+/// [`with_sqrt`](Self::with_sqrt) says otherwise); every correct `S` gives the same bits.
+#[derive(Debug)]
+pub struct LeNet<'m, S: Sqrt = LibmSqrt> {
     mean: f32,
     std: f32,
     ood: Option<OodThreshold>,
@@ -216,7 +221,16 @@ pub struct LeNet<'m> {
     fc1: Params<'m, { H1 * FLAT * 4 }, { H1 * 4 }>,
     fc2: Params<'m, { H2 * H1 * 4 }, { H2 * 4 }>,
     fc3: Params<'m, { CLASSES * H2 * 4 }, { CLASSES * 4 }>,
+    _s: PhantomData<fn() -> S>,
 }
+
+impl<S: Sqrt> Clone for LeNet<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Sqrt> Copy for LeNet<'_, S> {}
 
 impl<'m> LeNet<'m> {
     /// The network of `model`, or [`Error::UnsupportedArchitecture`] unless it is the LeNet
@@ -239,7 +253,26 @@ impl<'m> LeNet<'m> {
             fc1: Params::from_layer(l3).ok_or(bad)?,
             fc2: Params::from_layer(l4).ok_or(bad)?,
             fc3: Params::from_layer(l5).ok_or(bad)?,
+            _s: PhantomData,
         })
+    }
+}
+
+impl<'m, S: Sqrt> LeNet<'m, S> {
+    /// The same network computing its square roots with `T` (e.g. a firmware's hardware
+    /// `vsqrt.f32`). Predictions keep their bits: square roots are correctly rounded.
+    pub fn with_sqrt<T: Sqrt>(self) -> LeNet<'m, T> {
+        LeNet {
+            mean: self.mean,
+            std: self.std,
+            ood: self.ood,
+            conv1: self.conv1,
+            conv2: self.conv2,
+            fc1: self.fc1,
+            fc2: self.fc2,
+            fc3: self.fc3,
+            _s: PhantomData,
+        }
     }
 
     /// The model's out-of-distribution threshold, if it has one.
@@ -284,12 +317,12 @@ impl<'m> LeNet<'m> {
                     self.classifier(&mut MeanDraw, scratch);
                 }
                 Mode::Weights => {
-                    let mut d = SampleDraw(&mut rng);
+                    let mut d = SampleDraw::<S>::with_sqrt(&mut rng);
                     self.features(&mut d, scratch);
                     self.classifier(&mut d, scratch);
                 }
                 Mode::LocalReparam => {
-                    self.features(&mut SampleDraw(&mut rng), scratch);
+                    self.features(&mut SampleDraw::<S>::with_sqrt(&mut rng), scratch);
                     self.classifier_local_reparam(&mut rng, scratch);
                 }
             }
@@ -358,11 +391,11 @@ impl<'m> LeNet<'m> {
         let Ok(flat) = <&[f32; FLAT]>::try_from(s.p2.as_flattened().as_flattened()) else {
             return; // unreachable: 16·4·4 = 256
         };
-        dense_local_reparam(flat, &self.fc1, rng, &mut s.h1);
+        dense_local_reparam::<S, _, _, _, _>(flat, &self.fc1, rng, &mut s.h1);
         relu(&mut s.h1);
-        dense_local_reparam(&s.h1, &self.fc2, rng, &mut s.h2);
+        dense_local_reparam::<S, _, _, _, _>(&s.h1, &self.fc2, rng, &mut s.h2);
         relu(&mut s.h2);
-        dense_local_reparam(&s.h2, &self.fc3, rng, &mut s.logits);
+        dense_local_reparam::<S, _, _, _, _>(&s.h2, &self.fc3, rng, &mut s.logits);
     }
 }
 
