@@ -21,35 +21,56 @@ const R: f32 = 3.442_619_8;
 const INV_R: f32 = 1.0 / R;
 
 /// A standard normal draw N(0, 1).
+///
+/// The fast path is straight-line code (no loop, no call), so callers can unroll it and keep
+/// the generator in registers; the ~1.2% of draws that miss it continue in [`slow`], which
+/// takes and returns the generator by value, so its state only goes through memory there.
 #[inline(always)]
 pub fn standard_normal(rng: &mut Rng) -> f32 {
+    let u = rng.next_u32();
+    let j = u >> 8;
+    if let (Some(&k), Some(&w)) = (K.get((u & 0x7f) as usize), W.get((u & 0x7f) as usize)) {
+        if j < k {
+            return with_sign(j as f32 * w, u);
+        }
+    }
+    let (x, next) = slow(u, rng.clone());
+    *rng = next;
+    x
+}
+
+/// Bit 7 of `u` is the sign, applied without a branch (a random branch mispredicts half the
+/// time): the same bits as `-x`.
+#[inline(always)]
+fn with_sign(x: f32, u: u32) -> f32 {
+    f32::from_bits(x.to_bits() ^ ((u & 0x80) << 24))
+}
+
+/// The rest of a draw whose first `u32` `u` missed the fast path: the tail (layer 0), the
+/// wedge test, or a rejection that starts over with new `u32`s. The same sequence of
+/// generator outputs as one loop over all of it.
+#[cold]
+#[inline(never)]
+fn slow(mut u: u32, mut rng: Rng) -> (f32, Rng) {
     loop {
-        let u = rng.next_u32();
         let i = (u & 0x7f) as usize;
         let j = u >> 8;
-        let (Some(&k), Some(&w)) = (K.get(i), W.get(i)) else {
-            continue; // unreachable: i < 128
-        };
-        let x = j as f32 * w;
-        // The slow paths are pure functions of the generator's outputs, so the hot loop can
-        // keep the generator's state in registers (passing `&mut Rng` would pin it to memory).
-        let x = if j < k {
-            x
-        } else if i == 0 {
-            loop {
-                let (a, b) = (rng.next_u32(), rng.next_u32());
-                if let Some(x) = tail(a, b) {
-                    break x;
+        if let (Some(&k), Some(&w)) = (K.get(i), W.get(i)) {
+            let x = j as f32 * w;
+            if j < k {
+                return (with_sign(x, u), rng);
+            } else if i == 0 {
+                loop {
+                    let (a, b) = (rng.next_u32(), rng.next_u32());
+                    if let Some(x) = tail(a, b) {
+                        return (with_sign(x, u), rng);
+                    }
                 }
+            } else if wedge(i, x, rng.next_u32()) {
+                return (with_sign(x, u), rng);
             }
-        } else if wedge(i, x, rng.next_u32()) {
-            x
-        } else {
-            continue;
-        };
-        // Bit 7 is the sign, applied without a branch (a random branch mispredicts half the
-        // time): the same bits as `-x`.
-        return f32::from_bits(x.to_bits() ^ ((u & 0x80) << 24));
+        }
+        u = rng.next_u32();
     }
 }
 

@@ -317,12 +317,15 @@ impl<'m, S: Sqrt> LeNet<'m, S> {
                     self.classifier(&mut MeanDraw, scratch);
                 }
                 Mode::Weights => {
-                    let mut d = SampleDraw::<S>::with_sqrt(&mut rng);
+                    let mut d = SampleDraw::<S>::with_sqrt(rng);
                     self.features(&mut d, scratch);
                     self.classifier(&mut d, scratch);
+                    rng = d.into_rng();
                 }
                 Mode::LocalReparam => {
-                    self.features(&mut SampleDraw::<S>::with_sqrt(&mut rng), scratch);
+                    let mut d = SampleDraw::<S>::with_sqrt(rng);
+                    self.features(&mut d, scratch);
+                    rng = d.into_rng();
                     self.classifier_local_reparam(&mut rng, scratch);
                 }
             }
@@ -374,7 +377,7 @@ impl<'m, S: Sqrt> LeNet<'m, S> {
 
     /// fc1 → ReLU → fc2 → ReLU → fc3, parameters drawn by `d`, from `s.p2` into `s.logits`.
     #[inline(always)]
-    fn classifier<D: Draw>(&self, d: &mut D, s: &mut Scratch) {
+    fn classifier<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
         let Ok(flat) = <&[f32; FLAT]>::try_from(s.p2.as_flattened().as_flattened()) else {
             return; // unreachable: 16·4·4 = 256
         };

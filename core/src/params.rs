@@ -87,28 +87,40 @@ impl Sqrt for LibmSqrt {
 }
 
 /// One sample `mean + sqrt(var)·ε`, `ε` the next standard normal of the generator, the
-/// square root computed by `S`.
+/// square root computed by `S`. Owns its generator (a copy can then live in registers);
+/// [`into_rng`](Self::into_rng) gives it back.
 #[derive(Debug)]
-pub struct SampleDraw<'r, S: Sqrt = LibmSqrt>(&'r mut Rng, PhantomData<S>);
+pub struct SampleDraw<S: Sqrt = LibmSqrt>(Rng, PhantomData<fn() -> S>);
 
-impl<'r> SampleDraw<'r, LibmSqrt> {
+impl<S: Sqrt> Clone for SampleDraw<S> {
+    fn clone(&self) -> Self {
+        SampleDraw(self.0.clone(), PhantomData)
+    }
+}
+
+impl SampleDraw<LibmSqrt> {
     /// Draws from `rng` with `libm::sqrtf`.
-    pub fn new(rng: &'r mut Rng) -> Self {
+    pub fn new(rng: Rng) -> Self {
         SampleDraw(rng, PhantomData)
     }
 }
 
-impl<'r, S: Sqrt> SampleDraw<'r, S> {
+impl<S: Sqrt> SampleDraw<S> {
     /// Draws from `rng` with the square root `S`.
-    pub fn with_sqrt(rng: &'r mut Rng) -> Self {
+    pub fn with_sqrt(rng: Rng) -> Self {
         SampleDraw(rng, PhantomData)
+    }
+
+    /// The generator, advanced by every draw made.
+    pub fn into_rng(self) -> Rng {
+        self.0
     }
 }
 
-impl<S: Sqrt> Draw for SampleDraw<'_, S> {
+impl<S: Sqrt> Draw for SampleDraw<S> {
     #[inline(always)]
     fn draw(&mut self, mean: f32, var: f32) -> f32 {
-        let eps = standard_normal(self.0);
+        let eps = standard_normal(&mut self.0);
         mean + S::sqrt(var) * eps
     }
 }
@@ -144,8 +156,9 @@ mod tests {
         draw_into(&m, &v, &mut MeanDraw, &mut out);
         assert_eq!(out, [1.0, -2.0, 0.5]);
 
-        let mut rng = Rng::seed_from_u64(11);
-        draw_into(&m, &v, &mut SampleDraw::new(&mut rng), &mut out);
+        let mut d = SampleDraw::new(Rng::seed_from_u64(11));
+        draw_into(&m, &v, &mut d, &mut out);
+        let rng = d.into_rng();
         let mut again = Rng::seed_from_u64(11);
         let e: [f32; 3] = core::array::from_fn(|_| standard_normal(&mut again));
         assert_eq!(out, [1.0, -2.0 + 2.0 * e[1], 0.5 + 0.5 * e[2]]);
