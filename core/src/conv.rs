@@ -221,15 +221,18 @@ fn six<const W: usize>(r: &[f32; W], x: usize) -> Option<&[f32; K + 1]> {
 
 /// Draws a 5×5 kernel from 100 bytes of means and 100 bytes of variances, in storage order.
 #[inline(always)]
-pub fn draw_kernel<D: Draw>(mean: &[u8], var: &[u8], d: &mut D) -> [[f32; K]; K] {
+pub fn draw_kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D) -> [[f32; K]; K] {
+    // A local copy keeps a generator's state in registers during the 25 draws.
+    let mut local = d.clone();
     let mut w = [[0f32; K]; K];
     for (o, (m, v)) in w
         .as_flattened_mut()
         .iter_mut()
         .zip(mean.chunks_exact(4).zip(var.chunks_exact(4)))
     {
-        *o = d.draw(le_f32(m), le_f32(v));
+        *o = local.draw(le_f32(m), le_f32(v));
     }
+    *d = local;
     w
 }
 

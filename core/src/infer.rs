@@ -336,7 +336,7 @@ impl<'m, S: Sqrt> LeNet<'m, S> {
 
     /// conv1 → ReLU → pool → conv2 → ReLU → pool, from `s.x` into `s.p2`.
     #[inline(always)]
-    fn features<D: Draw>(&self, d: &mut D, s: &mut Scratch) {
+    fn features<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
         let mut bias1 = [0f32; CH1];
         draw_into(self.conv1.bias_mean, self.conv1.bias_var, d, &mut bias1);
         let kernels1 = self
