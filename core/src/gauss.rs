@@ -29,11 +29,11 @@ const INV_R: f32 = 1.0 / R;
 pub fn standard_normal(rng: &mut Rng) -> f32 {
     let u = rng.next_u32();
     let j = u >> 8;
-    if let (Some(&k), Some(&w)) = (K.get((u & 0x7f) as usize), W.get((u & 0x7f) as usize)) {
+    // Bits 0–7 (layer and sign) index one table of (K, ±W) pairs: `j·(−w)` has the same
+    // bits as `−(j·w)`, so the sign costs nothing and both values come from one address.
+    if let Some(&Layer { k, w }) = FAST.get((u & 0xff) as usize) {
         if j < k {
-            // The sign on the scale: `j·(−w)` has the same bits as `−(j·w)`, and flipping
-            // an integer before the FPU loads it is cheaper than after the multiply.
-            return j as f32 * with_sign(w, u);
+            return j as f32 * w;
         }
     }
     let (x, next) = slow(u, rng.clone());
@@ -105,8 +105,37 @@ fn wedge(i: usize, x: f32, u: u32) -> bool {
     y < libm::expf(-0.5 * x * x)
 }
 
+/// One entry of the fast path's table: layer `i`'s threshold `K[i]` and its scale `±W[i]`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Layer {
+    k: u32,
+    w: f32,
+}
+
+/// The fast path's table, indexed by the low byte of the draw: entry `s·128 + i` is
+/// `(K[i], W[i])` with the sign of `W[i]` flipped when the sign bit `s` is 1. Built from `K`
+/// and `W` at compile time.
+static FAST: [Layer; 256] = {
+    let mut t = [Layer { k: 0, w: 0.0 }; 256];
+    let mut b = 0;
+    while b < 256 {
+        let i = b & 0x7f;
+        let sign = ((b & 0x80) as u32) << 24;
+        #[allow(clippy::indexing_slicing)] // compile time: b < 256, i < 128
+        {
+            t[b] = Layer {
+                k: K[i],
+                w: f32::from_bits(W[i].to_bits() ^ sign),
+            };
+        }
+        b += 1;
+    }
+    t
+};
+
 /// Fast-path thresholds: layer `i` accepts `j < K[i]` (`2²⁴·x_{i−1}/x_i`; layer 0: `2²⁴·r/q`).
-static K: [u32; 128] = [
+const K: [u32; 128] = [
     15555140, 0, 12590646, 14272655, 14988941, 15384586, 15635011, 15807563, 15933579, 16029596,
     16105157, 16166149, 16216401, 16258510, 16294297, 16325080, 16351833, 16375293, 16396028,
     16414481, 16431004, 16445882, 16459345, 16471580, 16482746, 16492973, 16502371, 16511033,
@@ -124,7 +153,7 @@ static K: [u32; 128] = [
     15707337,
 ];
 /// Abscissa scales: `x = j·W[i]` with `W[i] = x_i/2²⁴` (layer 0: `q/2²⁴`).
-static W: [f32; 128] = [
+const W: [f32; 128] = [
     2.2131718e-7,
     1.6231589e-8,
     2.1628823e-8,
@@ -436,6 +465,16 @@ mod tests {
 
     fn normal_cdf(x: f64) -> f64 {
         0.5 * libm::erfc(-x / core::f64::consts::SQRT_2)
+    }
+
+    #[test]
+    fn fast_table_is_k_and_signed_w() {
+        for b in 0..256usize {
+            let (i, neg) = (b & 0x7f, b & 0x80 != 0);
+            assert_eq!(FAST[b].k, K[i]);
+            let w = if neg { -W[i] } else { W[i] };
+            assert_eq!(FAST[b].w.to_bits(), w.to_bits(), "entry {b}");
+        }
     }
 
     #[test]
