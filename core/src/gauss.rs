@@ -469,11 +469,11 @@ mod tests {
 
     #[test]
     fn fast_table_is_k_and_signed_w() {
-        for b in 0..256usize {
+        for (b, entry) in FAST.iter().enumerate() {
             let (i, neg) = (b & 0x7f, b & 0x80 != 0);
-            assert_eq!(FAST[b].k, K[i]);
+            assert_eq!(entry.k, K[i]);
             let w = if neg { -W[i] } else { W[i] };
-            assert_eq!(FAST[b].w.to_bits(), w.to_bits(), "entry {b}");
+            assert_eq!(entry.w.to_bits(), w.to_bits(), "entry {b}");
         }
     }
 
