@@ -225,15 +225,35 @@ pub fn draw_kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D) -> [[f32
     // A local copy keeps a generator's state in registers during the 25 draws.
     let mut local = d.clone();
     let mut w = [[0f32; K]; K];
-    for (o, (m, v)) in w
-        .as_flattened_mut()
+    for (row, (m, v)) in w
         .iter_mut()
-        .zip(mean.chunks_exact(4).zip(var.chunks_exact(4)))
+        .zip(mean.chunks_exact(4 * K).zip(var.chunks_exact(4 * K)))
     {
-        *o = local.draw(le_f32(m), le_f32(v));
+        let (Ok(m), Ok(v)) = (<&[u8; 4 * K]>::try_from(m), <&[u8; 4 * K]>::try_from(v)) else {
+            continue; // unreachable: exact chunks
+        };
+        let ([m0, m1, m2, m3, m4], [v0, v1, v2, v3, v4]) = (f32x5(m), f32x5(v));
+        // Written out: a loop around the draws is not unrolled.
+        *row = [
+            local.draw(m0, v0),
+            local.draw(m1, v1),
+            local.draw(m2, v2),
+            local.draw(m3, v3),
+            local.draw(m4, v4),
+        ];
     }
     *d = local;
     w
+}
+
+/// Five little-endian `f32`.
+#[inline(always)]
+fn f32x5(b: &[u8; 4 * K]) -> [f32; K] {
+    let mut out = [0f32; K];
+    for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+        *o = le_f32(c);
+    }
+    out
 }
 
 #[cfg(test)]
