@@ -3,8 +3,10 @@
 //!
 //! One `u32` from [`Rng::next_u32`] gives the layer `i` (bits 0–6), the sign (bit 7) and a
 //! 24-bit abscissa `j` (bits 8–31), so `x = j·W[i]`. About 98.8% of draws are accepted at
-//! once (`j < K[i]`): one generator step, two table loads, an integer compare and a multiply.
-//! The rest go to the `#[cold]` slow path: the tail beyond `r` (layer 0, Marsaglia's
+//! once (`j < K[i]`): one generator step, one entry `(K[i], ±W[i])` of a 256-entry table
+//! indexed by the low byte (layer and sign), an integer compare and a multiply, as
+//! straight-line code that callers can unroll (≈ 23 Cortex-M4 instructions with the
+//! generator in registers). The rest go to the `#[cold]` slow path: the tail beyond `r` (layer 0, Marsaglia's
 //! exponential method) or a wedge test against `exp(−x²/2)`; a rejection starts over with a
 //! new `u32`. Every transcendental is `libm`'s `expf`/`logf`, and the arithmetic is plain
 //! `f32` in a fixed order, so the draws do not depend on the target.
@@ -23,7 +25,7 @@ const INV_R: f32 = 1.0 / R;
 /// A standard normal draw N(0, 1).
 ///
 /// The fast path is straight-line code (no loop, no call), so callers can unroll it and keep
-/// the generator in registers; the ~1.2% of draws that miss it continue in [`slow`], which
+/// the generator in registers; the ~1.2% of draws that miss it continue in `slow`, which
 /// takes and returns the generator by value, so its state only goes through memory there.
 #[inline(always)]
 pub fn standard_normal(rng: &mut Rng) -> f32 {
