@@ -211,7 +211,6 @@ impl Default for Scratch {
 ///
 /// `S` computes the square roots of the variances ([`LibmSqrt`] unless
 /// [`with_sqrt`](Self::with_sqrt) says otherwise); every correct `S` gives the same bits.
-#[derive(Debug)]
 pub struct LeNet<'m, S: Sqrt = LibmSqrt> {
     mean: f32,
     std: f32,
@@ -231,6 +230,17 @@ impl<S: Sqrt> Clone for LeNet<'_, S> {
 }
 
 impl<S: Sqrt> Copy for LeNet<'_, S> {}
+
+impl<S: Sqrt> core::fmt::Debug for LeNet<'_, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LeNet")
+            .field("mean", &self.mean)
+            .field("std", &self.std)
+            .field("ood", &self.ood)
+            .field("sqrt", &core::any::type_name::<S>())
+            .finish_non_exhaustive()
+    }
+}
 
 impl<'m> LeNet<'m> {
     /// The network of `model`, or [`Error::UnsupportedArchitecture`] unless it is the LeNet
