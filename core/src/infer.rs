@@ -25,7 +25,7 @@
 //! - fully-connected layers in `LocalReparam`: one normal per output, in order.
 //!
 //! A drawn parameter is `μ + sqrt(σ²)·ε`, the square root correctly rounded (`libm::sqrtf` by
-//! default; see [`crate::params::Sqrt`] and [`LeNet::with_sqrt`]).
+//! default; see [`crate::params::Sqrt`] and [`LeNet::predict_with`]).
 //!
 //! # Arithmetic order (part of the contract)
 //!
@@ -55,7 +55,6 @@ use crate::format::{Model, OodScore, OodThreshold};
 use crate::params::{draw_into, Draw, LibmSqrt, MeanDraw, Params, SampleDraw, Sqrt};
 use crate::pool::relu_maxpool2;
 use crate::rng::Rng;
-use core::marker::PhantomData;
 
 /// How the parameters are drawn for each Monte Carlo pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -208,10 +207,8 @@ impl Default for Scratch {
 }
 
 /// The LeNet of a validated model, ready to predict. Borrows the model's bytes.
-///
-/// `S` computes the square roots of the variances ([`LibmSqrt`] unless
-/// [`with_sqrt`](Self::with_sqrt) says otherwise); every correct `S` gives the same bits.
-pub struct LeNet<'m, S: Sqrt = LibmSqrt> {
+#[derive(Clone, Copy, Debug)]
+pub struct LeNet<'m> {
     mean: f32,
     std: f32,
     ood: Option<OodThreshold>,
@@ -220,26 +217,6 @@ pub struct LeNet<'m, S: Sqrt = LibmSqrt> {
     fc1: Params<'m, { H1 * FLAT * 4 }, { H1 * 4 }>,
     fc2: Params<'m, { H2 * H1 * 4 }, { H2 * 4 }>,
     fc3: Params<'m, { CLASSES * H2 * 4 }, { CLASSES * 4 }>,
-    _s: PhantomData<fn() -> S>,
-}
-
-impl<S: Sqrt> Clone for LeNet<'_, S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<S: Sqrt> Copy for LeNet<'_, S> {}
-
-impl<S: Sqrt> core::fmt::Debug for LeNet<'_, S> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("LeNet")
-            .field("mean", &self.mean)
-            .field("std", &self.std)
-            .field("ood", &self.ood)
-            .field("sqrt", &core::any::type_name::<S>())
-            .finish_non_exhaustive()
-    }
 }
 
 impl<'m> LeNet<'m> {
@@ -263,26 +240,7 @@ impl<'m> LeNet<'m> {
             fc1: Params::from_layer(l3).ok_or(bad)?,
             fc2: Params::from_layer(l4).ok_or(bad)?,
             fc3: Params::from_layer(l5).ok_or(bad)?,
-            _s: PhantomData,
         })
-    }
-}
-
-impl<'m, S: Sqrt> LeNet<'m, S> {
-    /// The same network computing its square roots with `T` (e.g. a firmware's hardware
-    /// `vsqrt.f32`). Predictions keep their bits: square roots are correctly rounded.
-    pub fn with_sqrt<T: Sqrt>(self) -> LeNet<'m, T> {
-        LeNet {
-            mean: self.mean,
-            std: self.std,
-            ood: self.ood,
-            conv1: self.conv1,
-            conv2: self.conv2,
-            fc1: self.fc1,
-            fc2: self.fc2,
-            fc3: self.fc3,
-            _s: PhantomData,
-        }
     }
 
     /// The model's out-of-distribution threshold, if it has one.
@@ -292,11 +250,29 @@ impl<'m, S: Sqrt> LeNet<'m, S> {
 
     /// Classifies a 28×28 grey image (`image` holds 784 bytes, row by row) with Monte Carlo
     /// samples as `config` says. Deterministic: the same model, image and config give the
-    /// same bits on every target.
+    /// same bits on every target. Square roots are `libm::sqrtf`'s; see
+    /// [`predict_with`](Self::predict_with) for another implementation (same bits).
     ///
     /// Errors: [`Error::ImageSize`] unless `image` has 784 bytes, [`Error::ZeroSamples`] if
     /// `config.samples` is 0.
+    // Not generic, so it is compiled with this crate's optimisation level even when the
+    // caller's is lower (a firmware optimised for size).
     pub fn predict(
+        &self,
+        image: &[u8],
+        config: &Config,
+        scratch: &mut Scratch,
+    ) -> Result<Prediction> {
+        self.predict_with::<LibmSqrt>(image, config, scratch)
+    }
+
+    /// [`predict`](Self::predict) with the square roots of the variances computed by `S`,
+    /// e.g. a firmware's hardware `vsqrt.f32` ([`crate::params::Sqrt`]). Every correctly
+    /// rounded `S` gives the bits of [`predict`](Self::predict).
+    ///
+    /// Generic code is compiled in the calling crate, with its optimisation level: build the
+    /// caller at `opt-level = 3` (about 40% more instructions per prediction at `"s"`).
+    pub fn predict_with<S: Sqrt>(
         &self,
         image: &[u8],
         config: &Config,
@@ -336,7 +312,7 @@ impl<'m, S: Sqrt> LeNet<'m, S> {
                     let mut d = SampleDraw::<S>::with_sqrt(rng);
                     self.features(&mut d, scratch);
                     rng = d.into_rng();
-                    self.classifier_local_reparam(&mut rng, scratch);
+                    self.classifier_local_reparam::<S>(&mut rng, scratch);
                 }
             }
             stats.add(&softmax(&scratch.logits));
@@ -400,7 +376,7 @@ impl<'m, S: Sqrt> LeNet<'m, S> {
 
     /// The classifier with local reparameterisation.
     #[inline(always)]
-    fn classifier_local_reparam(&self, rng: &mut Rng, s: &mut Scratch) {
+    fn classifier_local_reparam<S: Sqrt>(&self, rng: &mut Rng, s: &mut Scratch) {
         let Ok(flat) = <&[f32; FLAT]>::try_from(s.p2.as_flattened().as_flattened()) else {
             return; // unreachable: 16·4·4 = 256
         };

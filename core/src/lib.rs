@@ -58,7 +58,7 @@
 //!   platform's `exp`/`ln` differ from `libm` in the last bit for some inputs. Square roots
 //!   are correctly rounded everywhere, so `libm::sqrtf` (the default) and a hardware
 //!   instruction give the same bits: a firmware may pass its own ([`params::Sqrt`],
-//!   [`LeNet::with_sqrt`]; `libm::sqrtf` is a ≈ 60-instruction software routine on the
+//!   [`LeNet::predict_with`]; `libm::sqrtf` is a ≈ 60-instruction software routine on the
 //!   Cortex-M4, `vsqrt.f32` one instruction);
 //! - all arithmetic is plain `f32` in a fixed, documented order (the loop nesting may vary
 //!   but each output's sequence of operations does not); Rust never contracts `a*b + c` into
