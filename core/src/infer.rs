@@ -271,7 +271,7 @@ impl<'m> LeNet<'m> {
     /// rounded `S` gives the bits of [`predict`](Self::predict).
     ///
     /// Generic code is compiled in the calling crate, with its optimisation level: build the
-    /// caller at `opt-level = 3` (about 40% more instructions per prediction at `"s"`).
+    /// caller at `opt-level = 3` (at `"s"`, up to 40% more instructions per prediction).
     pub fn predict_with<S: Sqrt>(
         &self,
         image: &[u8],
