@@ -9,7 +9,7 @@
 
 use crate::format::le_f32;
 use crate::gauss::standard_normal;
-use crate::params::{Draw, Params};
+use crate::params::{Draw, Params, Sqrt};
 use crate::rng::Rng;
 
 /// Number of interleaved partial sums in a dot product.
@@ -21,7 +21,20 @@ fn combine(l: [f32; LANES]) -> f32 {
     ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
 }
 
+/// Eight little-endian `f32`.
+#[inline(always)]
+fn f32x8(b: &[u8; 4 * LANES]) -> [f32; LANES] {
+    let mut out = [0f32; LANES];
+    for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+        *o = le_f32(c);
+    }
+    out
+}
+
 /// `Σ_i draw(mean_i, var_i)·x_i` in the lane order, the weights drawn in increasing `i`.
+///
+/// Blocks of [`LANES`] weights are fixed-size arrays and the lanes a local array, so the
+/// Cortex-M4 build unrolls a block and keeps the eight partial sums in registers.
 #[inline(always)]
 fn dot_drawn<D: Draw>(mean: &[u8], var: &[u8], x: &[f32], d: &mut D) -> f32 {
     let mut lanes = [0f32; LANES];
@@ -30,16 +43,31 @@ fn dot_drawn<D: Draw>(mean: &[u8], var: &[u8], x: &[f32], d: &mut D) -> f32 {
     let xs = x.chunks_exact(LANES);
     let (mr, vr, xr) = (m.remainder(), v.remainder(), xs.remainder());
     for ((mb, vb), xb) in m.zip(v).zip(xs) {
-        for (l, ((mw, vw), &xi)) in lanes
-            .iter_mut()
-            .zip(mb.chunks_exact(4).zip(vb.chunks_exact(4)).zip(xb))
-        {
-            *l += d.draw(le_f32(mw), le_f32(vw)) * xi;
-        }
+        let (Ok(mb), Ok(vb), Ok(&[x0, x1, x2, x3, x4, x5, x6, x7])) = (
+            <&[u8; 4 * LANES]>::try_from(mb),
+            <&[u8; 4 * LANES]>::try_from(vb),
+            <&[f32; LANES]>::try_from(xb),
+        ) else {
+            continue; // unreachable: exact chunks
+        };
+        let [m0, m1, m2, m3, m4, m5, m6, m7] = f32x8(mb);
+        let [v0, v1, v2, v3, v4, v5, v6, v7] = f32x8(vb);
+        let [l0, l1, l2, l3, l4, l5, l6, l7] = &mut lanes;
+        // Written out: a loop around the draws is not unrolled (too large), and the lanes
+        // would then live in memory.
+        *l0 += d.draw(m0, v0) * x0;
+        *l1 += d.draw(m1, v1) * x1;
+        *l2 += d.draw(m2, v2) * x2;
+        *l3 += d.draw(m3, v3) * x3;
+        *l4 += d.draw(m4, v4) * x4;
+        *l5 += d.draw(m5, v5) * x5;
+        *l6 += d.draw(m6, v6) * x6;
+        *l7 += d.draw(m7, v7) * x7;
     }
-    for (l, ((mw, vw), &xi)) in lanes
+    for ((l, (mw, vw)), &xi) in lanes
         .iter_mut()
-        .zip(mr.chunks_exact(4).zip(vr.chunks_exact(4)).zip(xr))
+        .zip(mr.chunks_exact(4).zip(vr.chunks_exact(4)))
+        .zip(xr)
     {
         *l += d.draw(le_f32(mw), le_f32(vw)) * xi;
     }
@@ -91,30 +119,45 @@ fn dot_pair(mean: &[u8], var: &[u8], x: &[f32], x2: &[f32]) -> (f32, f32) {
 // Not inlined: called with a pointer into `Scratch`, the loads get small offsets
 // (inlined into `predict`, the Cortex-M4 needs an address computation per load).
 #[inline(never)]
-pub fn dense<D: Draw, const IN: usize, const OUT: usize, const WB: usize, const BB: usize>(
+pub fn dense<
+    D: Draw + Clone,
+    const IN: usize,
+    const OUT: usize,
+    const WB: usize,
+    const BB: usize,
+>(
     x: &[f32; IN],
     p: &Params<'_, WB, BB>,
     d: &mut D,
     out: &mut [f32; OUT],
 ) {
     const { assert!(WB == 4 * IN * OUT && BB == 4 * OUT && IN > 0) };
-    crate::params::draw_into(p.bias_mean, p.bias_var, d, out);
+    // A local copy keeps a generator's state in registers (`d` itself is behind a pointer).
+    let mut local = d.clone();
+    crate::params::draw_into(p.bias_mean, p.bias_var, &mut local, out);
     for (o, (m, v)) in out.iter_mut().zip(
         p.weight_mean
             .chunks_exact(4 * IN)
             .zip(p.weight_var.chunks_exact(4 * IN)),
     ) {
-        *o += dot_drawn(m, v, x, d);
+        *o += dot_drawn(m, v, x, &mut local);
     }
+    *d = local;
 }
 
-/// Local reparameterisation: `out[o] = μ_o + sqrtf(v_o)·ε_o` with
+/// Local reparameterisation: `out[o] = μ_o + S::sqrt(v_o)·ε_o` with
 /// `μ_o = b_μ + Σ_i μ_oi·x_i` and `v_o = b_var + Σ_i var_oi·x_i²`, one standard normal per
 /// output drawn in increasing `o`.
 // Not inlined: called with a pointer into `Scratch`, the loads get small offsets
 // (inlined into `predict`, the Cortex-M4 needs an address computation per load).
 #[inline(never)]
-pub fn dense_local_reparam<const IN: usize, const OUT: usize, const WB: usize, const BB: usize>(
+pub fn dense_local_reparam<
+    S: Sqrt,
+    const IN: usize,
+    const OUT: usize,
+    const WB: usize,
+    const BB: usize,
+>(
     x: &[f32; IN],
     p: &Params<'_, WB, BB>,
     rng: &mut Rng,
@@ -135,7 +178,7 @@ pub fn dense_local_reparam<const IN: usize, const OUT: usize, const WB: usize, c
         let (sm, sv) = dot_pair(m, v, x, &x2);
         let mean = le_f32(bm) + sm;
         let var = le_f32(bv) + sv;
-        *o = mean + libm::sqrtf(var) * standard_normal(rng);
+        *o = mean + S::sqrt(var) * standard_normal(rng);
     }
 }
 
@@ -226,11 +269,10 @@ mod tests {
             bias_var: &bv,
         };
         let mut out = [0f32; 2];
-        let mut rng = Rng::seed_from_u64(5);
-        dense(&X, &p, &mut SampleDraw(&mut rng), &mut out);
+        let mut d = SampleDraw::new(Rng::seed_from_u64(5));
+        dense(&X, &p, &mut d, &mut out);
 
-        let mut r = Rng::seed_from_u64(5);
-        let mut s = SampleDraw(&mut r);
+        let mut s = SampleDraw::new(Rng::seed_from_u64(5));
         let b = [s.draw(0.5, 0.04), s.draw(-1.0, 0.09)];
         for o in 0..2 {
             let ws: Vec<f32> = (0..12)
@@ -242,7 +284,7 @@ mod tests {
             }
             assert_eq!(out[o].to_bits(), (b[o] + combine(lanes)).to_bits());
         }
-        assert_eq!(rng, r);
+        assert_eq!(d.into_rng(), s.into_rng());
     }
 
     #[test]
@@ -260,7 +302,7 @@ mod tests {
         };
         let mut out = [0f32; 2];
         let mut rng = Rng::seed_from_u64(6);
-        dense_local_reparam(&X, &p, &mut rng, &mut out);
+        dense_local_reparam::<crate::params::LibmSqrt, 12, 2, 96, 8>(&X, &p, &mut rng, &mut out);
         let mut r = Rng::seed_from_u64(6);
         let e = [standard_normal(&mut r), standard_normal(&mut r)];
         assert_eq!(rng, r);

@@ -24,7 +24,8 @@
 //!   (`for in { for out { 25 weights in (ky, kx) order } }`), which is its loop order;
 //! - fully-connected layers in `LocalReparam`: one normal per output, in order.
 //!
-//! A drawn parameter is `μ + libm::sqrtf(σ²)·ε`.
+//! A drawn parameter is `μ + sqrt(σ²)·ε`, the square root correctly rounded (`libm::sqrtf` by
+//! default; see [`crate::params::Sqrt`] and [`LeNet::predict_with`]).
 //!
 //! # Arithmetic order (part of the contract)
 //!
@@ -51,7 +52,7 @@ use crate::conv::{conv5x5_acc, draw_kernel};
 use crate::dense::{dense, dense_local_reparam};
 use crate::error::{Error, Result};
 use crate::format::{Model, OodScore, OodThreshold};
-use crate::params::{draw_into, Draw, MeanDraw, Params, SampleDraw};
+use crate::params::{draw_into, Draw, LibmSqrt, MeanDraw, Params, SampleDraw, Sqrt};
 use crate::pool::relu_maxpool2;
 use crate::rng::Rng;
 
@@ -249,11 +250,29 @@ impl<'m> LeNet<'m> {
 
     /// Classifies a 28×28 grey image (`image` holds 784 bytes, row by row) with Monte Carlo
     /// samples as `config` says. Deterministic: the same model, image and config give the
-    /// same bits on every target.
+    /// same bits on every target. Square roots are `libm::sqrtf`'s; see
+    /// [`predict_with`](Self::predict_with) for another implementation (same bits).
     ///
     /// Errors: [`Error::ImageSize`] unless `image` has 784 bytes, [`Error::ZeroSamples`] if
     /// `config.samples` is 0.
+    // Not generic, so it is compiled with this crate's optimisation level even when the
+    // caller's is lower (a firmware optimised for size).
     pub fn predict(
+        &self,
+        image: &[u8],
+        config: &Config,
+        scratch: &mut Scratch,
+    ) -> Result<Prediction> {
+        self.predict_with::<LibmSqrt>(image, config, scratch)
+    }
+
+    /// [`predict`](Self::predict) with the square roots of the variances computed by `S`,
+    /// e.g. a firmware's hardware `vsqrt.f32` ([`crate::params::Sqrt`]). Every correctly
+    /// rounded `S` gives the bits of [`predict`](Self::predict).
+    ///
+    /// Generic code is compiled in the calling crate, with its optimisation level: build the
+    /// caller at `opt-level = 3` (at `"s"`, up to 40% more instructions per prediction).
+    pub fn predict_with<S: Sqrt>(
         &self,
         image: &[u8],
         config: &Config,
@@ -284,13 +303,16 @@ impl<'m> LeNet<'m> {
                     self.classifier(&mut MeanDraw, scratch);
                 }
                 Mode::Weights => {
-                    let mut d = SampleDraw(&mut rng);
+                    let mut d = SampleDraw::<S>::with_sqrt(rng);
                     self.features(&mut d, scratch);
                     self.classifier(&mut d, scratch);
+                    rng = d.into_rng();
                 }
                 Mode::LocalReparam => {
-                    self.features(&mut SampleDraw(&mut rng), scratch);
-                    self.classifier_local_reparam(&mut rng, scratch);
+                    let mut d = SampleDraw::<S>::with_sqrt(rng);
+                    self.features(&mut d, scratch);
+                    rng = d.into_rng();
+                    self.classifier_local_reparam::<S>(&mut rng, scratch);
                 }
             }
             stats.add(&softmax(&scratch.logits));
@@ -300,7 +322,7 @@ impl<'m> LeNet<'m> {
 
     /// conv1 → ReLU → pool → conv2 → ReLU → pool, from `s.x` into `s.p2`.
     #[inline(always)]
-    fn features<D: Draw>(&self, d: &mut D, s: &mut Scratch) {
+    fn features<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
         let mut bias1 = [0f32; CH1];
         draw_into(self.conv1.bias_mean, self.conv1.bias_var, d, &mut bias1);
         let kernels1 = self
@@ -341,7 +363,7 @@ impl<'m> LeNet<'m> {
 
     /// fc1 → ReLU → fc2 → ReLU → fc3, parameters drawn by `d`, from `s.p2` into `s.logits`.
     #[inline(always)]
-    fn classifier<D: Draw>(&self, d: &mut D, s: &mut Scratch) {
+    fn classifier<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
         let Ok(flat) = <&[f32; FLAT]>::try_from(s.p2.as_flattened().as_flattened()) else {
             return; // unreachable: 16·4·4 = 256
         };
@@ -354,15 +376,15 @@ impl<'m> LeNet<'m> {
 
     /// The classifier with local reparameterisation.
     #[inline(always)]
-    fn classifier_local_reparam(&self, rng: &mut Rng, s: &mut Scratch) {
+    fn classifier_local_reparam<S: Sqrt>(&self, rng: &mut Rng, s: &mut Scratch) {
         let Ok(flat) = <&[f32; FLAT]>::try_from(s.p2.as_flattened().as_flattened()) else {
             return; // unreachable: 16·4·4 = 256
         };
-        dense_local_reparam(flat, &self.fc1, rng, &mut s.h1);
+        dense_local_reparam::<S, _, _, _, _>(flat, &self.fc1, rng, &mut s.h1);
         relu(&mut s.h1);
-        dense_local_reparam(&s.h1, &self.fc2, rng, &mut s.h2);
+        dense_local_reparam::<S, _, _, _, _>(&s.h1, &self.fc2, rng, &mut s.h2);
         relu(&mut s.h2);
-        dense_local_reparam(&s.h2, &self.fc3, rng, &mut s.logits);
+        dense_local_reparam::<S, _, _, _, _>(&s.h2, &self.fc3, rng, &mut s.logits);
     }
 }
 

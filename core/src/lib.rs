@@ -54,8 +54,12 @@
 //! could differ between targets is pinned down:
 //! - the random numbers come from the crate's own generator ([`rng`], xoshiro128++) and
 //!   normal sampler ([`gauss`], a ziggurat), in a documented order ([`infer`]);
-//! - every transcendental function is `libm`'s (`expf`, `logf`, `sqrtf`), never `std`'s:
-//!   the platform's `exp`/`ln` differ from `libm` in the last bit for some inputs;
+//! - every transcendental function is `libm`'s (`expf`, `logf`), never `std`'s: the
+//!   platform's `exp`/`ln` differ from `libm` in the last bit for some inputs. Square roots
+//!   are correctly rounded everywhere, so `libm::sqrtf` (the default) and a hardware
+//!   instruction give the same bits: a firmware may pass its own ([`params::Sqrt`],
+//!   [`LeNet::predict_with`]; `libm::sqrtf` is a ≈ 60-instruction software routine on the
+//!   Cortex-M4, `vsqrt.f32` one instruction);
 //! - all arithmetic is plain `f32` in a fixed, documented order (the loop nesting may vary
 //!   but each output's sequence of operations does not); Rust never contracts `a*b + c` into
 //!   a fused multiply-add and the Cortex-M4's `vmla` is not fused, and no `mul_add` is used;
@@ -67,7 +71,8 @@
 //! One prediction works in a caller-owned [`Scratch`] of [`Scratch::BYTES`] = 14,872 bytes
 //! plus about 3.3 KB of stack on `thumbv7em-none-eabihf` (release: `predict`'s own frame is
 //! 2,080 bytes, its deepest callee, fc1 in `LocalReparam`, 1,160 bytes, libm and the
-//! ziggurat's slow paths < 100); ≈ 18.2 KB in all. The parameters are read from the model
+//! ziggurat's slow paths < 100; the performance work of issue 5 added 48 bytes, measured
+//! with a painted stack under QEMU); ≈ 18.2 KB in all. The parameters are read from the model
 //! bytes and never copied.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

@@ -1,6 +1,8 @@
 //! A layer's parameters as fixed-size borrowed byte arrays, and how a weight is drawn from
 //! its posterior (the mean, or one Gaussian sample).
 
+use core::marker::PhantomData;
+
 use crate::format::{le_f32, Layer};
 use crate::gauss::standard_normal;
 use crate::rng::Rng;
@@ -48,15 +50,78 @@ impl Draw for MeanDraw {
     }
 }
 
-/// One sample `mean + sqrtf(var)·ε`, `ε` the next standard normal of the generator.
-#[derive(Debug)]
-pub struct SampleDraw<'r>(pub &'r mut Rng);
+/// The square root used to turn a variance into a standard deviation.
+///
+/// IEEE 754 square root is correctly rounded, so every correct implementation gives the same
+/// bits: [`LibmSqrt`] (`libm::sqrtf`, the default), `f32::sqrt` of `std` (x86's `sqrtss`),
+/// the Cortex-M4F's `vsqrt.f32`. `libm::sqrtf` is a software routine on the Cortex-M4
+/// (≈ 60 instructions, about half the cost of drawing a weight); a firmware may pass an
+/// implementation with the hardware instruction (it needs `asm!`, which this crate forbids):
+///
+/// ```
+/// struct StdSqrt;
+/// impl tinyvi::params::Sqrt for StdSqrt {
+///     fn sqrt(x: f32) -> f32 {
+///         x.sqrt()
+///     }
+/// }
+/// ```
+///
+/// An implementation must return the correctly rounded square root for every input
+/// (`−0 → −0`, negative → NaN, `+∞ → +∞`, subnormals exact), or the host and the device
+/// stop agreeing bit for bit.
+pub trait Sqrt {
+    /// The correctly rounded square root of `x`.
+    fn sqrt(x: f32) -> f32;
+}
 
-impl Draw for SampleDraw<'_> {
+/// `libm::sqrtf`: the portable default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LibmSqrt;
+
+impl Sqrt for LibmSqrt {
+    #[inline(always)]
+    fn sqrt(x: f32) -> f32 {
+        libm::sqrtf(x)
+    }
+}
+
+/// One sample `mean + sqrt(var)·ε`, `ε` the next standard normal of the generator, the
+/// square root computed by `S`. Owns its generator (a copy can then live in registers);
+/// [`into_rng`](Self::into_rng) gives it back.
+#[derive(Debug)]
+pub struct SampleDraw<S: Sqrt = LibmSqrt>(Rng, PhantomData<fn() -> S>);
+
+impl<S: Sqrt> Clone for SampleDraw<S> {
+    fn clone(&self) -> Self {
+        SampleDraw(self.0.clone(), PhantomData)
+    }
+}
+
+impl SampleDraw<LibmSqrt> {
+    /// Draws from `rng` with `libm::sqrtf`.
+    pub fn new(rng: Rng) -> Self {
+        SampleDraw(rng, PhantomData)
+    }
+}
+
+impl<S: Sqrt> SampleDraw<S> {
+    /// Draws from `rng` with the square root `S`.
+    pub fn with_sqrt(rng: Rng) -> Self {
+        SampleDraw(rng, PhantomData)
+    }
+
+    /// The generator, advanced by every draw made.
+    pub fn into_rng(self) -> Rng {
+        self.0
+    }
+}
+
+impl<S: Sqrt> Draw for SampleDraw<S> {
     #[inline(always)]
     fn draw(&mut self, mean: f32, var: f32) -> f32 {
-        let eps = standard_normal(self.0);
-        mean + libm::sqrtf(var) * eps
+        let eps = standard_normal(&mut self.0);
+        mean + S::sqrt(var) * eps
     }
 }
 
@@ -91,8 +156,9 @@ mod tests {
         draw_into(&m, &v, &mut MeanDraw, &mut out);
         assert_eq!(out, [1.0, -2.0, 0.5]);
 
-        let mut rng = Rng::seed_from_u64(11);
-        draw_into(&m, &v, &mut SampleDraw(&mut rng), &mut out);
+        let mut d = SampleDraw::new(Rng::seed_from_u64(11));
+        draw_into(&m, &v, &mut d, &mut out);
+        let rng = d.into_rng();
         let mut again = Rng::seed_from_u64(11);
         let e: [f32; 3] = core::array::from_fn(|_| standard_normal(&mut again));
         assert_eq!(out, [1.0, -2.0 + 2.0 * e[1], 0.5 + 0.5 * e[2]]);
