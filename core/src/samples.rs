@@ -1,20 +1,35 @@
 //! The sample-set file: a few labelled test images that the trainer exports and the firmware
-//! embeds, read in place from a borrowed `&[u8]` (flash on a device).
+//! embeds, read in place from a borrowed `&[u8]` (flash on a device). The pixels are stored
+//! run-length encoded (most MNIST pixels are 0) and decoded on demand into a caller's
+//! 784-byte buffer: no heap, no copy of the file.
 //!
-//! A fixed little-endian byte layout, so that a record is found by arithmetic and nothing is
-//! copied:
+//! Little-endian, version 2 ([`VERSION`]):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `TVSM` |
-//! | 4 | 2 | format version, u16 ([`VERSION`]) |
+//! | 4 | 2 | format version, u16 |
 //! | 6 | 2 | reserved, 0 |
 //! | 8 | 4 | number of records `n`, u32 |
-//! | 12 | `n` × 790 | records |
-//! | 12 + 790`n` | 4 | CRC-32 (zlib's) of every byte before it |
+//! | 12 | … | `n` records, back to back |
+//! | end − 4 | 4 | CRC-32 (zlib's) of every byte before it |
 //!
 //! A record is: dataset, u8 (0 = MNIST test, 1 = Fashion-MNIST test); the image's index in its
-//! dataset, u32; its label, u8 (< 10); the 784 pixels, row by row.
+//! dataset, u32; its label, u8 (< 10); then the 784 pixels, row by row, as runs. Each run
+//! starts with a control byte `c`:
+//!
+//! - `c ≥ 0x80`: `(c & 0x7F) + 1` pixels of value 0 (1–128), nothing follows;
+//! - `c < 0x80`: `c + 1` pixels (1–128) follow verbatim.
+//!
+//! The runs of a record cover exactly 784 pixels: a run that would go past pixel 784 is
+//! [`SampleSetError::PixelsOverrun`], a record whose bytes end first is
+//! [`SampleSetError::PixelsTruncated`]. [`encode`] writes a zero run for every stretch of
+//! two or more zeros and literal runs for the rest, so a record never exceeds
+//! [`MAX_RECORD_LEN`] bytes; the first 32 MNIST and 32 Fashion-MNIST test images take
+//! 20,814 bytes instead of 50,576 in version 1.
+//!
+//! Version 1 (the same header, then records of a fixed 790 bytes: the same three fields and
+//! the 784 pixels verbatim) is still read.
 
 use core::fmt;
 
@@ -24,21 +39,34 @@ use crate::format::crc32;
 
 /// The four bytes every sample-set file starts with.
 pub const MAGIC: [u8; 4] = *b"TVSM";
-/// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes (it also reads [`VERSION_RAW`]).
+pub const VERSION: u16 = 2;
+/// The older version, with the pixels stored verbatim, that this build still reads.
+pub const VERSION_RAW: u16 = 1;
 /// Bytes before the first record.
 pub const HEADER_LEN: usize = 12;
-/// Bytes of one record: dataset, index, label, pixels.
-pub const RECORD_LEN: usize = 1 + 4 + 1 + IMAGE_LEN;
+/// Bytes of a record's fields before its pixels: dataset, index, label.
+pub const FIELDS_LEN: usize = 1 + 4 + 1;
+/// Bytes of one version-1 record: the fields and 784 verbatim pixels.
+pub const RAW_RECORD_LEN: usize = FIELDS_LEN + IMAGE_LEN;
+/// Most pixels one run covers.
+pub const MAX_RUN: usize = 128;
+/// An upper bound on the bytes of one record as [`encode`] writes it: the fields, the 784
+/// pixels and one control byte per 128 of them. (Every literal run after the first follows
+/// a zero run of two or more pixels, which costs one byte, or a full literal run.)
+pub const MAX_RECORD_LEN: usize = FIELDS_LEN + IMAGE_LEN + IMAGE_LEN.div_ceil(MAX_RUN);
 /// Bytes of the CRC-32 trailer.
 pub const CHECKSUM_LEN: usize = 4;
+
+/// Control bytes at or above this start a run of zeros.
+const ZERO_RUN: u8 = 0x80;
 
 /// What is wrong with a sample-set file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum SampleSetError {
-    /// The bytes end before the header, a record or the checksum does.
+    /// The bytes end before the header, a record's fields or the checksum does.
     Truncated,
     /// The first four bytes are not `TVSM`.
     BadMagic,
@@ -56,7 +84,7 @@ pub enum SampleSetError {
         /// The checksum of the bytes as read.
         computed: u32,
     },
-    /// Bytes follow the checksum.
+    /// Bytes follow the last record.
     TrailingBytes,
     /// A record's dataset byte is neither 0 (MNIST) nor 1 (Fashion-MNIST).
     BadDataset {
@@ -73,6 +101,16 @@ pub enum SampleSetError {
         /// Record number, from 0.
         record: u32,
     },
+    /// A record's runs go past its 784th pixel.
+    PixelsOverrun {
+        /// Record number, from 0.
+        record: u32,
+    },
+    /// A record's bytes end before its runs cover 784 pixels.
+    PixelsTruncated {
+        /// Record number, from 0.
+        record: u32,
+    },
 }
 
 impl fmt::Display for SampleSetError {
@@ -82,14 +120,14 @@ impl fmt::Display for SampleSetError {
             SampleSetError::BadMagic => f.write_str("not a tinyvi sample set (bad magic tag)"),
             SampleSetError::UnsupportedVersion { found } => write!(
                 f,
-                "format version {found} is not supported (this build reads version {VERSION})"
+                "format version {found} is not supported (this build reads versions {VERSION_RAW} and {VERSION})"
             ),
             SampleSetError::Reserved => f.write_str("reserved header field is not 0"),
             SampleSetError::ChecksumMismatch { stored, computed } => write!(
                 f,
                 "file is corrupt: CRC-32 {computed:#010x} does not match the stored {stored:#010x}"
             ),
-            SampleSetError::TrailingBytes => f.write_str("unexpected bytes after the checksum"),
+            SampleSetError::TrailingBytes => f.write_str("unexpected bytes after the last record"),
             SampleSetError::BadDataset { record } => {
                 write!(f, "record {record} has an unknown dataset")
             }
@@ -98,6 +136,12 @@ impl fmt::Display for SampleSetError {
             }
             SampleSetError::ImageSize { record } => {
                 write!(f, "record {record} is not a {IMAGE_LEN}-byte image")
+            }
+            SampleSetError::PixelsOverrun { record } => {
+                write!(f, "record {record} has runs past pixel {IMAGE_LEN}")
+            }
+            SampleSetError::PixelsTruncated { record } => {
+                write!(f, "record {record} ends before its {IMAGE_LEN} pixels do")
             }
         }
     }
@@ -158,7 +202,7 @@ impl Dataset {
     }
 }
 
-/// One labelled image, borrowing its pixels.
+/// One labelled image with its pixels: what [`encode`] takes and [`Record::decode`] gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample<'a> {
     /// The test set it comes from.
@@ -171,16 +215,128 @@ pub struct Sample<'a> {
     pub pixels: &'a [u8],
 }
 
+/// One record of a validated sample set: its fields, and its pixels still encoded in the
+/// file's bytes. [`Record::decode`] expands them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The test set it comes from.
+    pub dataset: Dataset,
+    /// Its index in that test set.
+    pub index: u32,
+    /// Its label (0–9).
+    pub label: u8,
+    /// The encoded pixels, validated to cover exactly 784 pixels.
+    runs: &'a [u8],
+    /// Whether `runs` are the 784 pixels verbatim (version 1).
+    raw: bool,
+}
+
+impl Record<'_> {
+    /// Decodes the pixels into `pixels` and returns the sample, borrowing them.
+    pub fn decode<'p>(&self, pixels: &'p mut [u8; IMAGE_LEN]) -> Sample<'p> {
+        // Validated in `SampleSet::from_bytes`: cannot fail.
+        let _ = expand(self.runs, self.raw, Some(pixels));
+        Sample {
+            dataset: self.dataset,
+            index: self.index,
+            label: self.label,
+            pixels,
+        }
+    }
+
+    /// Bytes the pixels take in the file.
+    pub fn encoded_len(&self) -> usize {
+        self.runs.len()
+    }
+}
+
+/// Walks the runs at the start of `bytes` until they cover 784 pixels, writing them to `out`
+/// when given (version 1: `raw`, the 784 bytes themselves). Returns the bytes used.
+fn expand(
+    bytes: &[u8],
+    raw: bool,
+    mut out: Option<&mut [u8; IMAGE_LEN]>,
+) -> core::result::Result<usize, Bad> {
+    if raw {
+        let pixels = bytes.get(..IMAGE_LEN).ok_or(Bad::Truncated)?;
+        if let Some(out) = out {
+            out.copy_from_slice(pixels);
+        }
+        return Ok(IMAGE_LEN);
+    }
+    let (mut at, mut filled) = (0usize, 0usize);
+    while filled < IMAGE_LEN {
+        let &c = bytes.get(at).ok_or(Bad::Truncated)?;
+        at += 1;
+        let n = usize::from(c & !ZERO_RUN) + 1;
+        let end = filled + n;
+        if end > IMAGE_LEN {
+            return Err(Bad::Overrun);
+        }
+        let dst = out.as_deref_mut().and_then(|o| o.get_mut(filled..end));
+        if c >= ZERO_RUN {
+            if let Some(dst) = dst {
+                dst.fill(0);
+            }
+        } else {
+            let src = bytes.get(at..at + n).ok_or(Bad::Truncated)?;
+            at += n;
+            if let Some(dst) = dst {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = s;
+                }
+            }
+        }
+        filled = end;
+    }
+    Ok(at)
+}
+
+/// Why a record's pixels do not decode.
+enum Bad {
+    Truncated,
+    Overrun,
+}
+
+/// Reads the record at the start of `bytes` (validating its fields and runs) and returns it
+/// with the bytes after it.
+fn split_record(bytes: &[u8], raw: bool, record: u32) -> Result<(Record<'_>, &[u8])> {
+    let (Some(&code), Some(index), Some(&label)) = (bytes.first(), le_u32(bytes, 1), bytes.get(5))
+    else {
+        return Err(SampleSetError::Truncated.into());
+    };
+    let dataset = Dataset::from_code(code).ok_or(SampleSetError::BadDataset { record })?;
+    if label as usize >= CLASSES {
+        return Err(SampleSetError::BadLabel { record }.into());
+    }
+    let rest = bytes.get(FIELDS_LEN..).unwrap_or_default();
+    let used = expand(rest, raw, None).map_err(|e| match e {
+        Bad::Truncated => SampleSetError::PixelsTruncated { record },
+        Bad::Overrun => SampleSetError::PixelsOverrun { record },
+    })?;
+    let (runs, rest) = rest.split_at_checked(used).unwrap_or((rest, &[]));
+    let r = Record {
+        dataset,
+        index,
+        label,
+        runs,
+        raw,
+    };
+    Ok((r, rest))
+}
+
 /// A validated sample-set file, borrowing its records from the bytes it was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SampleSet<'a> {
     records: &'a [u8],
+    count: usize,
+    raw: bool,
     checksum: u32,
 }
 
 impl<'a> SampleSet<'a> {
-    /// Validates a sample-set file without copying it: magic, version, reserved field, length,
-    /// CRC-32, then every record's dataset and label.
+    /// Validates a sample-set file without copying it: magic, version, reserved field,
+    /// CRC-32, then every record's dataset, label and runs, and that nothing follows them.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
         if bytes.get(..MAGIC.len()).is_some_and(|m| m != MAGIC) {
             return Err(SampleSetError::BadMagic.into());
@@ -190,56 +346,51 @@ impl<'a> SampleSet<'a> {
         else {
             return Err(SampleSetError::Truncated.into());
         };
-        if version != VERSION {
-            return Err(SampleSetError::UnsupportedVersion { found: version }.into());
-        }
+        let raw = match version {
+            VERSION => false,
+            VERSION_RAW => true,
+            found => return Err(SampleSetError::UnsupportedVersion { found }.into()),
+        };
         if reserved != 0 {
             return Err(SampleSetError::Reserved.into());
         }
-        let records_len = (count as u64) * RECORD_LEN as u64;
-        let total = HEADER_LEN as u64 + records_len + CHECKSUM_LEN as u64;
-        if (bytes.len() as u64) < total {
+        let Some(body_len) = bytes
+            .len()
+            .checked_sub(CHECKSUM_LEN)
+            .filter(|&n| n >= HEADER_LEN)
+        else {
             return Err(SampleSetError::Truncated.into());
-        }
-        if (bytes.len() as u64) > total {
-            return Err(SampleSetError::TrailingBytes.into());
-        }
-        let body_len = bytes.len().saturating_sub(CHECKSUM_LEN);
+        };
         let (body, trailer) = bytes.split_at(body_len);
         let stored = le_u32(trailer, 0).ok_or(SampleSetError::Truncated)?;
         let computed = crc32(body);
         if stored != computed {
             return Err(SampleSetError::ChecksumMismatch { stored, computed }.into());
         }
-        let set = SampleSet {
-            records: body.get(HEADER_LEN..).unwrap_or_default(),
-            checksum: stored,
-        };
-        for (record, chunk) in set.records.chunks_exact(RECORD_LEN).enumerate() {
-            let record = record as u32;
-            if chunk
-                .first()
-                .copied()
-                .and_then(Dataset::from_code)
-                .is_none()
-            {
-                return Err(SampleSetError::BadDataset { record }.into());
-            }
-            if chunk.get(5).is_none_or(|&l| l as usize >= CLASSES) {
-                return Err(SampleSetError::BadLabel { record }.into());
-            }
+        let records = body.get(HEADER_LEN..).unwrap_or_default();
+        let mut rest = records;
+        for record in 0..count {
+            rest = split_record(rest, raw, record)?.1;
         }
-        Ok(set)
+        if !rest.is_empty() {
+            return Err(SampleSetError::TrailingBytes.into());
+        }
+        Ok(SampleSet {
+            records,
+            count: count as usize,
+            raw,
+            checksum: stored,
+        })
     }
 
     /// Number of images.
     pub fn len(&self) -> usize {
-        self.records.len() / RECORD_LEN
+        self.count
     }
 
     /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.count == 0
     }
 
     /// The stored CRC-32 (of every byte before it): identifies the file in logs.
@@ -247,30 +398,64 @@ impl<'a> SampleSet<'a> {
         self.checksum
     }
 
-    /// Image `i`, if in range.
-    pub fn get(&self, i: usize) -> Option<Sample<'a>> {
-        let start = i.checked_mul(RECORD_LEN)?;
-        let chunk = self.records.get(start..start.checked_add(RECORD_LEN)?)?;
-        Self::record(chunk)
+    /// The file's format version: [`VERSION`], or [`VERSION_RAW`] for a version-1 file.
+    pub fn version(&self) -> u16 {
+        if self.raw {
+            VERSION_RAW
+        } else {
+            VERSION
+        }
     }
 
-    /// The images in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Sample<'a>> + Clone + 'a {
-        self.records
-            .chunks_exact(RECORD_LEN)
-            .map(|chunk| Self::record(chunk).unwrap_or(EMPTY))
+    /// Record `i`, if in range (records vary in length: this walks the ones before it).
+    pub fn get(&self, i: usize) -> Option<Record<'a>> {
+        self.iter().nth(i)
     }
 
-    /// Decodes one validated record.
-    fn record(chunk: &'a [u8]) -> Option<Sample<'a>> {
-        Some(Sample {
-            dataset: Dataset::from_code(*chunk.first()?)?,
-            index: le_u32(chunk, 1)?,
-            label: *chunk.get(5)?,
-            pixels: chunk.get(6..RECORD_LEN)?,
-        })
+    /// The records in order.
+    pub fn iter(&self) -> Records<'a> {
+        Records {
+            rest: self.records,
+            left: self.count,
+            raw: self.raw,
+        }
     }
 }
+
+impl<'a> IntoIterator for &SampleSet<'a> {
+    type Item = Record<'a>;
+    type IntoIter = Records<'a>;
+
+    fn into_iter(self) -> Records<'a> {
+        self.iter()
+    }
+}
+
+/// The records of a [`SampleSet`], in order ([`SampleSet::iter`]).
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    rest: &'a [u8],
+    left: usize,
+    raw: bool,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        self.left = self.left.checked_sub(1)?;
+        // Validated in `SampleSet::from_bytes`: cannot fail.
+        let (record, rest) = split_record(self.rest, self.raw, 0).ok()?;
+        self.rest = rest;
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Records<'_> {}
 
 fn le_u16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
@@ -280,55 +465,88 @@ fn le_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// Stands in for a record that cannot be decoded; unreachable after validation.
-const EMPTY: Sample<'static> = Sample {
-    dataset: Dataset::Mnist,
-    index: 0,
-    label: 0,
-    pixels: &[],
-};
-
-/// Bytes that [`encode`] writes for `count` images.
-pub const fn encoded_len(count: usize) -> usize {
-    HEADER_LEN + count * RECORD_LEN + CHECKSUM_LEN
+/// Runs for `pixels`, passed byte by byte to `emit`: a zero run for every stretch of two
+/// or more zeros (up to 128 at a time), literal runs of up to 128 pixels for the rest.
+fn compress(pixels: &[u8], mut emit: impl FnMut(u8)) {
+    let mut i = 0;
+    while let Some(rest) = pixels.get(i..).filter(|r| !r.is_empty()) {
+        let zeros = rest.iter().take_while(|&&p| p == 0).count().min(MAX_RUN);
+        if zeros >= 2 {
+            emit(ZERO_RUN | (zeros - 1) as u8);
+            i += zeros;
+            continue;
+        }
+        // Up to the next two zeros in a row, at most 128 pixels; at least one, as `rest`
+        // does not start with two zeros.
+        let n = rest
+            .windows(2)
+            .take(MAX_RUN)
+            .position(|w| w == [0, 0])
+            .unwrap_or(rest.len())
+            .clamp(1, MAX_RUN);
+        emit((n - 1) as u8);
+        rest.iter().take(n).for_each(|&p| emit(p));
+        i += n;
+    }
 }
 
-/// Encodes `samples` into `out` and returns the number of bytes written
-/// ([`encoded_len`]`(samples.len())`).
+/// Bytes that [`encode`] writes for `samples` (images that are not 784 bytes, which it
+/// refuses, are counted as they are).
+pub fn encoded_len(samples: &[Sample<'_>]) -> usize {
+    let mut n = HEADER_LEN + CHECKSUM_LEN + samples.len() * FIELDS_LEN;
+    for s in samples {
+        compress(s.pixels, |_| n += 1);
+    }
+    n
+}
+
+/// A buffer of this many bytes holds the encoding of any `count` images.
+pub const fn max_encoded_len(count: usize) -> usize {
+    HEADER_LEN + count * MAX_RECORD_LEN + CHECKSUM_LEN
+}
+
+/// Encodes `samples` (version [`VERSION`]) into `out` and returns the number of bytes
+/// written, [`encoded_len`]`(samples)`.
 ///
-/// Refuses images that are not 784 bytes and labels ≥ 10, and an `out` that is too small.
+/// Refuses images that are not 784 bytes and labels ≥ 10, and an `out` that is too small
+/// ([`Error::BufferTooSmall`] with the exact size).
 pub fn encode(samples: &[Sample<'_>], out: &mut [u8]) -> Result<usize> {
     let count = u32::try_from(samples.len()).map_err(|_| Error::TooLarge)?;
-    let needed = encoded_len(samples.len());
+    for (record, s) in samples.iter().enumerate() {
+        let record = record as u32;
+        if s.label as usize >= CLASSES {
+            return Err(SampleSetError::BadLabel { record }.into());
+        }
+        if s.pixels.len() != IMAGE_LEN {
+            return Err(SampleSetError::ImageSize { record }.into());
+        }
+    }
+    let needed = encoded_len(samples);
     let Some(out) = out.get_mut(..needed) else {
         return Err(Error::BufferTooSmall {
             needed: u32::try_from(needed).unwrap_or(u32::MAX),
         });
     };
     let (body, trailer) = out.split_at_mut(needed - CHECKSUM_LEN);
-    let (header, records) = body.split_at_mut(HEADER_LEN);
-    let mut fields = MAGIC.into_iter().chain(VERSION.to_le_bytes()).chain([0, 0]);
-    let mut fields = fields.by_ref().chain(count.to_le_bytes());
-    header.fill_with(|| fields.next().unwrap_or(0));
-    for (record, (s, chunk)) in samples
-        .iter()
-        .zip(records.chunks_exact_mut(RECORD_LEN))
-        .enumerate()
-    {
-        let record = record as u32;
-        if s.label as usize >= CLASSES {
-            return Err(SampleSetError::BadLabel { record }.into());
+    let mut slots = body.iter_mut();
+    let mut put = |b: u8| {
+        if let Some(slot) = slots.next() {
+            *slot = b;
         }
-        let (fields, pixels) = chunk.split_at_mut(RECORD_LEN - IMAGE_LEN);
-        if s.pixels.len() != pixels.len() {
-            return Err(SampleSetError::ImageSize { record }.into());
-        }
-        let mut f = [s.dataset.code()]
+    };
+    MAGIC
+        .into_iter()
+        .chain(VERSION.to_le_bytes())
+        .chain([0, 0])
+        .chain(count.to_le_bytes())
+        .for_each(&mut put);
+    for s in samples {
+        [s.dataset.code()]
             .into_iter()
             .chain(s.index.to_le_bytes())
-            .chain([s.label]);
-        fields.fill_with(|| f.next().unwrap_or(0));
-        pixels.copy_from_slice(s.pixels);
+            .chain([s.label])
+            .for_each(&mut put);
+        compress(s.pixels, &mut put);
     }
     trailer.copy_from_slice(&crc32(body).to_le_bytes());
     Ok(needed)
@@ -342,31 +560,55 @@ mod tests {
 
     use super::*;
 
-    fn image(seed: u8) -> Vec<u8> {
+    /// A digit-like image: zero except a few rows with varied values, a 3-pixel run of 255
+    /// and a lone zero between non-zero pixels.
+    fn sparse(seed: u8) -> Vec<u8> {
+        let mut img = vec![0u8; IMAGE_LEN];
+        for row in [5usize, 6, 20] {
+            for col in 10..16 {
+                img[row * 28 + col] = (row as u8 * 9).wrapping_add(col as u8).wrapping_add(seed);
+            }
+        }
+        img[6 * 28 + 12] = 0;
+        img[20 * 28 + 11..20 * 28 + 14].fill(255);
+        img
+    }
+
+    /// Dense noise: no two zeros in a row anywhere (literal runs only).
+    fn dense(seed: u8) -> Vec<u8> {
         (0..IMAGE_LEN)
-            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed) | 1)
             .collect()
     }
 
-    fn two() -> Vec<u8> {
-        let (a, b) = (image(1), image(2));
-        let samples = [
+    fn samples<'a>(a: &'a [u8], b: &'a [u8]) -> [Sample<'a>; 2] {
+        [
             Sample {
                 dataset: Dataset::Mnist,
                 index: 7,
                 label: 3,
-                pixels: &a,
+                pixels: a,
             },
             Sample {
                 dataset: Dataset::Fashion,
                 index: 0x0102_0304,
                 label: 9,
-                pixels: &b,
+                pixels: b,
             },
-        ];
-        let mut out = vec![0u8; encoded_len(2)];
-        assert_eq!(encode(&samples, &mut out), Ok(out.len()));
+        ]
+    }
+
+    fn encoded(s: &[Sample<'_>]) -> Vec<u8> {
+        let mut out = vec![0u8; max_encoded_len(s.len())];
+        let n = encode(s, &mut out).unwrap();
+        assert_eq!(n, encoded_len(s));
+        out.truncate(n);
         out
+    }
+
+    fn two() -> Vec<u8> {
+        let (a, b) = (sparse(1), dense(2));
+        encoded(&samples(&a, &b))
     }
 
     fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
@@ -375,36 +617,142 @@ mod tests {
         body
     }
 
+    fn decode_all(set: &SampleSet<'_>) -> Vec<(Dataset, u32, u8, Vec<u8>)> {
+        let mut px = [0u8; IMAGE_LEN];
+        set.iter()
+            .map(|r| {
+                let s = r.decode(&mut px);
+                (s.dataset, s.index, s.label, s.pixels.to_vec())
+            })
+            .collect()
+    }
+
+    /// The bytes of one small record, written out by hand: the format is pinned.
     #[test]
     fn layout_is_pinned() {
-        let bytes = two();
-        assert_eq!(bytes.len(), 12 + 2 * 790 + 4);
-        assert_eq!(&bytes[..12], b"TVSM\x01\x00\x00\x00\x02\x00\x00\x00");
-        assert_eq!(&bytes[12..18], &[0, 7, 0, 0, 0, 3]);
-        assert_eq!(&bytes[18..18 + IMAGE_LEN], image(1).as_slice());
-        assert_eq!(&bytes[802..808], &[1, 4, 3, 2, 1, 9]);
+        // Pixels: 140 zeros, 1 2 0 3, 4 zeros, 255 255, then zeros to the end (634).
+        let mut img = vec![0u8; IMAGE_LEN];
+        img[140..144].copy_from_slice(&[1, 2, 0, 3]);
+        img[148..150].copy_from_slice(&[255, 255]);
+        let s = [Sample {
+            dataset: Dataset::Fashion,
+            index: 0x0102_0304,
+            label: 9,
+            pixels: &img,
+        }];
+        let bytes = encoded(&s);
+        let expected: Vec<u8> = [
+            b"TVSM\x02\x00\x00\x00\x01\x00\x00\x00".as_slice(),
+            &[1, 4, 3, 2, 1, 9],
+            &[0xFF, 0x8B],             // 128 zeros, 12 zeros
+            &[3, 1, 2, 0, 3],          // 4 pixels verbatim (a lone zero stays in)
+            &[0x83],                   // 4 zeros
+            &[1, 255, 255],            // 2 pixels verbatim
+            &[0xFF, 0xFF, 0xFF, 0xFF], // 4 × 128 zeros
+            &[0xF9],                   // 122 zeros: 784 in all
+        ]
+        .concat();
+        assert_eq!(&bytes[..bytes.len() - 4], expected.as_slice());
         let n = bytes.len();
         assert_eq!(bytes[n - 4..], crc32(&bytes[..n - 4]).to_le_bytes());
+        assert_eq!(crc32(&bytes[..n - 4]), 0xde71_8c3b, "pinned checksum");
+        let set = SampleSet::from_bytes(&bytes).unwrap();
+        assert_eq!(decode_all(&set)[0].3, img);
     }
 
     #[test]
-    fn round_trip_borrows_the_pixels() {
+    fn round_trip_decodes_the_pixels() {
+        let (a, b) = (sparse(1), dense(2));
         let bytes = two();
         let set = SampleSet::from_bytes(&bytes).unwrap();
-        assert_eq!(set.len(), 2);
+        assert_eq!((set.len(), set.version()), (2, VERSION));
         assert!(!set.is_empty());
-        let s: Vec<_> = set.iter().collect();
-        assert_eq!(s[0].dataset, Dataset::Mnist);
-        assert_eq!((s[0].index, s[0].label), (7, 3));
-        assert_eq!(s[1].dataset, Dataset::Fashion);
-        assert_eq!((s[1].index, s[1].label), (0x0102_0304, 9));
-        assert_eq!(s[1].pixels, image(2).as_slice());
-        assert_eq!(set.get(1), Some(s[1]));
+        let s = decode_all(&set);
+        assert_eq!(s[0], (Dataset::Mnist, 7, 3, a.clone()));
+        assert_eq!(s[1], (Dataset::Fashion, 0x0102_0304, 9, b));
+        assert_eq!(set.iter().len(), 2);
+        assert_eq!(set.get(1), set.iter().nth(1));
+        assert_eq!(set.get(0).map(|r| r.index), Some(7));
         assert_eq!(set.get(2), None);
-        assert_eq!(s[0].pixels.as_ptr(), bytes[18..].as_ptr(), "not copied");
+        assert!(
+            set.get(0).unwrap().encoded_len() < a.len() / 4,
+            "sparse compresses"
+        );
         assert_eq!(
             set.checksum(),
             u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap())
+        );
+    }
+
+    #[test]
+    fn awkward_images_round_trip_within_the_bound() {
+        let alternating: Vec<u8> = (0..IMAGE_LEN).map(|i| (i % 2) as u8 * 200).collect();
+        let pairs: Vec<u8> = (0..IMAGE_LEN).map(|i| ((i / 2) % 2) as u8 * 7).collect();
+        let ends: Vec<u8> = (0..IMAGE_LEN)
+            .map(|i| u8::from(i == 0 || i == 783))
+            .collect();
+        let images = [
+            vec![0u8; IMAGE_LEN],
+            vec![255u8; IMAGE_LEN],
+            dense(0),
+            alternating,
+            pairs,
+            ends,
+            sparse(200),
+        ];
+        for img in &images {
+            let s = [Sample {
+                dataset: Dataset::Mnist,
+                index: 1,
+                label: 0,
+                pixels: img,
+            }];
+            let bytes = encoded(&s);
+            assert!(bytes.len() <= max_encoded_len(1), "{}", bytes.len());
+            let set = SampleSet::from_bytes(&bytes).unwrap();
+            assert_eq!(&decode_all(&set)[0].3, img);
+        }
+        let zeros = [Sample {
+            dataset: Dataset::Mnist,
+            index: 1,
+            label: 0,
+            pixels: &images[0],
+        }];
+        assert_eq!(encoded_len(&zeros), 16 + 6 + 7, "7 zero runs");
+        // The worst case of `encode`: a single literal run of 784 needs 7 control bytes.
+        let full = [Sample {
+            pixels: &images[1],
+            ..zeros[0]
+        }];
+        assert_eq!(encoded_len(&full), max_encoded_len(1));
+    }
+
+    #[test]
+    fn version_1_is_still_read() {
+        let (a, b) = (sparse(1), dense(2));
+        let mut v1 = b"TVSM\x01\x00\x00\x00\x02\x00\x00\x00".to_vec();
+        for s in samples(&a, &b) {
+            v1.push(s.dataset.code());
+            v1.extend_from_slice(&s.index.to_le_bytes());
+            v1.push(s.label);
+            v1.extend_from_slice(s.pixels);
+        }
+        assert_eq!(v1.len(), HEADER_LEN + 2 * RAW_RECORD_LEN);
+        let v1 = with_crc(v1);
+        let set = SampleSet::from_bytes(&v1).unwrap();
+        assert_eq!((set.len(), set.version()), (2, VERSION_RAW));
+        let v2 = two();
+        let set2 = SampleSet::from_bytes(&v2).unwrap();
+        assert_eq!(decode_all(&set), decode_all(&set2));
+        for len in 0..v1.len() {
+            assert!(SampleSet::from_bytes(&v1[..len]).is_err(), "length {len}");
+        }
+        let short = with_crc(v1[..v1.len() - 5].to_vec());
+        assert_eq!(
+            SampleSet::from_bytes(&short),
+            Err(Error::SampleSet(SampleSetError::PixelsTruncated {
+                record: 1
+            }))
         );
     }
 
@@ -420,7 +768,7 @@ mod tests {
 
     #[test]
     fn empty_set_is_valid() {
-        let mut out = [0u8; encoded_len(0)];
+        let mut out = [0u8; max_encoded_len(0)];
         assert_eq!(encode(&[], &mut out), Ok(16));
         let set = SampleSet::from_bytes(&out).unwrap();
         assert!(set.is_empty());
@@ -436,12 +784,12 @@ mod tests {
                 "length {len}"
             );
         }
-        // Every bit of the header, of the first record's fields and of the trailer, and a
-        // stride through the pixels.
-        let bits = (0..18 * 8)
-            .chain((18 * 8..bytes.len() * 8).step_by(61))
-            .chain((bytes.len() - 4) * 8..bytes.len() * 8);
-        for bit in bits {
+        for extra in [&[0u8][..], &[0x80], &[1, 2, 3, 4]] {
+            let mut b = bytes.clone();
+            b.extend_from_slice(extra);
+            assert!(SampleSet::from_bytes(&b).is_err(), "{extra:?} appended");
+        }
+        for bit in 0..bytes.len() * 8 {
             let mut b = bytes.clone();
             b[bit / 8] ^= 1 << (bit % 8);
             assert!(SampleSet::from_bytes(&b).is_err(), "bit {bit}");
@@ -463,8 +811,8 @@ mod tests {
             with_crc(b)
         };
         assert_eq!(
-            err(&body(&|b| b[4] = 2)),
-            Error::SampleSet(SampleSetError::UnsupportedVersion { found: 2 })
+            err(&body(&|b| b[4] = 3)),
+            Error::SampleSet(SampleSetError::UnsupportedVersion { found: 3 })
         );
         assert_eq!(
             err(&body(&|b| b[7] = 1)),
@@ -478,13 +826,27 @@ mod tests {
             err(&body(&|b| b[8] = 1)),
             Error::SampleSet(SampleSetError::TrailingBytes)
         );
+        let second = 12 + set_record_len(&bytes, 0);
         assert_eq!(
-            err(&body(&|b| b[12 + RECORD_LEN] = 2)),
+            err(&body(&|b| b[second] = 2)),
             Error::SampleSet(SampleSetError::BadDataset { record: 1 })
         );
         assert_eq!(
             err(&body(&|b| b[17] = 10)),
             Error::SampleSet(SampleSetError::BadLabel { record: 0 })
+        );
+        // The first record's first run is 128 zeros: one more control byte of 128 zeros
+        // in front overruns 784 pixels; dropping its last run ends it early.
+        assert_eq!(bytes[18], 0xFF);
+        assert_eq!(
+            err(&body(&|b| b.insert(18, 0xFF))),
+            Error::SampleSet(SampleSetError::PixelsOverrun { record: 0 })
+        );
+        // A literal run longer than what is left of the file.
+        let last = bytes.len() - 4 - 1;
+        assert_eq!(
+            err(&body(&|b| b.truncate(last))),
+            Error::SampleSet(SampleSetError::PixelsTruncated { record: 1 })
         );
         let mut b = bytes.clone();
         b[100] ^= 1;
@@ -499,16 +861,51 @@ mod tests {
         );
     }
 
+    /// Bytes of record `i` of a valid file.
+    fn set_record_len(bytes: &[u8], i: usize) -> usize {
+        let set = SampleSet::from_bytes(bytes).unwrap();
+        FIELDS_LEN + set.get(i).unwrap().encoded_len()
+    }
+
+    #[test]
+    fn random_bytes_after_a_valid_header_never_panic() {
+        // Every byte string with a good header and checksum is read without panicking, and
+        // whatever is accepted decodes to 784 pixels per record.
+        let mut state = 0x1234_5678u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let mut accepted = 0;
+        for round in 0..2000 {
+            let len = (next() % 900) as usize;
+            let mut body = b"TVSM\x02\x00\x00\x00\x01\x00\x00\x00".to_vec();
+            body.extend_from_slice(&[0, 1, 0, 0, 0, (round % 10) as u8]);
+            // Mostly long zero runs, so that some files cover exactly 784 pixels.
+            body.extend((0..len).map(|_| match next() % 4 {
+                0 => (next() % 0x80) as u8,
+                _ => 0x80 | (next() % 0x80) as u8,
+            }));
+            if let Ok(set) = SampleSet::from_bytes(&with_crc(body)) {
+                accepted += 1;
+                assert_eq!(decode_all(&set)[0].3.len(), IMAGE_LEN);
+            }
+        }
+        assert!(accepted < 2000);
+    }
+
     #[test]
     fn encoder_refuses_bad_records_and_small_buffers() {
-        let a = image(0);
+        let a = sparse(0);
         let mut s = Sample {
             dataset: Dataset::Mnist,
             index: 0,
             label: 10,
             pixels: &a,
         };
-        let mut out = vec![0u8; encoded_len(1)];
+        let mut out = vec![0u8; max_encoded_len(1)];
         assert_eq!(
             encode(&[s], &mut out),
             Err(Error::SampleSet(SampleSetError::BadLabel { record: 0 }))
@@ -520,15 +917,24 @@ mod tests {
             Err(Error::SampleSet(SampleSetError::ImageSize { record: 0 }))
         );
         s.pixels = &a;
+        let needed = encoded_len(&[s]);
         assert_eq!(
-            encode(&[s], &mut out[..100]),
-            Err(Error::BufferTooSmall { needed: 806 })
+            encode(&[s], &mut out[..needed - 1]),
+            Err(Error::BufferTooSmall {
+                needed: needed as u32
+            })
         );
+        assert_eq!(encode(&[s], &mut out[..needed]), Ok(needed));
     }
 
     #[test]
     fn messages_name_the_problem() {
         let e = Error::SampleSet(SampleSetError::BadLabel { record: 4 });
         assert_eq!(std::format!("{e}"), "sample set: record 4 has a label ≥ 10");
+        let e = Error::SampleSet(SampleSetError::PixelsOverrun { record: 2 });
+        assert_eq!(
+            std::format!("{e}"),
+            "sample set: record 2 has runs past pixel 784"
+        );
     }
 }

@@ -13,7 +13,7 @@ mod ood;
 mod platform;
 
 use cortex_m_rt::entry;
-use tinyvi::arch::CLASSES;
+use tinyvi::arch::{CLASSES, IMAGE_LEN};
 use tinyvi::infer::{Config, LeNet, Mode, Scratch};
 use tinyvi::rng::image_seed;
 use tinyvi::samples::{Dataset, SampleSet};
@@ -34,7 +34,8 @@ struct Aligned<B: ?Sized>(B);
 /// The model file, read in place from flash.
 static MODEL: &Aligned<[u8]> =
     &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.postcard")));
-/// The sample-set file, read in place from flash.
+/// The sample-set file, read in place from flash; each image is decoded into a 784-byte
+/// buffer just before it is classified.
 static SAMPLES: &Aligned<[u8]> =
     &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/samples.bin")));
 
@@ -154,7 +155,9 @@ fn main() -> ! {
     let mut dataset = [Dataset::Mnist; config::IMAGES];
     let (mut total, mut min, mut max) = (0u64, u64::MAX, 0u64);
 
-    for (i, sample) in samples.iter().take(config::IMAGES).enumerate() {
+    let mut pixels = [0u8; IMAGE_LEN];
+    for (i, record) in samples.iter().take(config::IMAGES).enumerate() {
+        let sample = record.decode(&mut pixels);
         let i32 = i as u32;
         let cfg = Config {
             samples: config::MC_SAMPLES,

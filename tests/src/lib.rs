@@ -130,7 +130,7 @@ pub fn synthetic_samples(seed: u64, n: usize) -> Vec<u8> {
             pixels: img,
         })
         .collect();
-    let mut out = vec![0u8; samples::encoded_len(n)];
+    let mut out = vec![0u8; samples::encoded_len(&records)];
     samples::encode(&records, &mut out).expect("synthetic samples encode");
     out
 }

@@ -164,12 +164,15 @@ fn bit_identical_in(mode: &str) {
     for key in ["flash", "static_ram", "stack_peak"] {
         assert!(log.summary_u64(key).is_some_and(|v| v > 0), "{key} missing");
     }
-    // Fits the nRF52840 budget of issue 4: RAM + stack ≤ 32 KB.
+    // Fits the nRF52840 budget of issue 4: RAM + stack ≤ 32 KB…
     let ram_total = log.summary_u64("ram_total").expect("ram_total");
     assert!(
         ram_total <= 32 * 1024,
         "static RAM + stack peak = {ram_total} bytes"
     );
+    // …and flash ≤ 420 KiB with the f32 model and the 64 images.
+    let flash = log.summary_u64("flash").expect("flash");
+    assert!(flash <= 420 * 1024, "flash = {flash} bytes");
 }
 
 #[test]

@@ -483,14 +483,16 @@ pub fn replay(log: &DeviceLog, model_bytes: &[u8], samples: &SampleSet<'_>) -> R
         }
     };
     let mut scratch = Box::new(Scratch::new());
+    let mut pixels = [0u8; tinyvi::arch::IMAGE_LEN];
     let (mut mi_in, mut mi_out, mut nmp_in, mut nmp_out) = (vec![], vec![], vec![], vec![]);
     for r in &log.results {
-        let Some(sample) = samples.get(r.i as usize) else {
+        let Some(record) = samples.get(r.i as usize) else {
             report
                 .problems
                 .push(format!("image {} is not in the sample set", r.i));
             continue;
         };
+        let sample = record.decode(&mut pixels);
         if (sample.dataset, sample.index, sample.label) != (r.dataset, r.index, r.label) {
             report.problems.push(format!(
                 "image {}: the log says {} #{} label {}, the sample set {} #{} label {}",

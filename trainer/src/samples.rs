@@ -21,7 +21,7 @@ pub fn sample_set(mnist: &Dataset, fashion: Option<&Dataset>, per_set: usize) ->
             });
         }
     }
-    let mut out = vec![0u8; encoded_len(samples.len())];
+    let mut out = vec![0u8; encoded_len(&samples)];
     encode(&samples, &mut out).map_err(|e| TrainerError::invalid("sample set", e.to_string()))?;
     Ok(out)
 }
