@@ -46,9 +46,7 @@ fn reencode(model: &Model<'_>) -> Vec<u8> {
     let arrays: Vec<[Vec<f32>; 4]> = model
         .layers()
         .iter()
-        .map(|l| {
-            [l.weight_mean, l.weight_var, l.bias_mean, l.bias_var].map(|t| t.iter().collect())
-        })
+        .map(|l| [l.weight_mean, l.weight_var, l.bias_mean, l.bias_var].map(|t| t.iter().collect()))
         .collect();
     let layers: Vec<LayerSpec<'_>> = model
         .layers()
@@ -80,7 +78,13 @@ fn reencode(model: &Model<'_>) -> Vec<u8> {
 fn predict(model: &Model<'_>, bytes: &[u8]) {
     use tinyvi::infer::{Config, LeNet, Mode, Scratch};
     let net = LeNet::new(model).expect("is_lenet models are LeNets");
-    let image: Vec<u8> = bytes.iter().rev().copied().cycle().take(IMAGE_LEN).collect();
+    let image: Vec<u8> = bytes
+        .iter()
+        .rev()
+        .copied()
+        .cycle()
+        .take(IMAGE_LEN)
+        .collect();
     let seed = bytes
         .iter()
         .take(8)
@@ -119,14 +123,21 @@ fn check_idx(bytes: &[u8]) {
     if let Ok(pixels) = parse_images(bytes) {
         let n = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
         assert!(n > 0);
-        assert_eq!(pixels.len(), n * IMAGE_LEN, "pixels disagree with the header");
+        assert_eq!(
+            pixels.len(),
+            n * IMAGE_LEN,
+            "pixels disagree with the header"
+        );
         assert_eq!(bytes.len(), 16 + pixels.len());
     }
     if let Ok(labels) = parse_labels(bytes) {
         let n = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
         assert!(n > 0);
         assert_eq!(labels.len(), n, "labels disagree with the header");
-        assert!(labels.iter().all(|&l| l <= 9), "label out of range accepted");
+        assert!(
+            labels.iter().all(|&l| l <= 9),
+            "label out of range accepted"
+        );
     }
 }
 
@@ -202,9 +213,8 @@ pub fn tiny_model() -> Vec<u8> {
 /// A small valid convolutional model: 1×6×6 → Conv(1→2, 3) + ReLU + pool → Linear(8→4).
 pub fn small_conv_model() -> Vec<u8> {
     let mut rng = SplitMix(7);
-    let mut v = |n: usize, lo: f32, hi: f32| -> Vec<f32> {
-        (0..n).map(|_| rng.uniform(lo, hi)).collect()
-    };
+    let mut v =
+        |n: usize, lo: f32, hi: f32| -> Vec<f32> { (0..n).map(|_| rng.uniform(lo, hi)).collect() };
     let (w0, wv0, b0, bv0) = (
         v(18, -0.5, 0.5),
         v(18, 0.0, 0.01),
