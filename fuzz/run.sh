@@ -40,6 +40,10 @@ build=(fuzz build -a -s none "${features[@]}")
 "${cargo[@]}" "${build[@]}"
 
 # Inputs may grow to the size of the largest seed (the 355 KB LeNet) for `model`.
+jobs=()
+if [[ ${FUZZ_JOBS:-1} -gt 1 ]]; then
+    jobs=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
+fi
 declare -A max_len=([model]=360000 [idx]=4096)
 mkdir -p logs
 status=0
@@ -52,10 +56,11 @@ for t in "${targets[@]}"; do
     rc=0
     "${cargo[@]}" fuzz run -a -s none "${features[@]}" "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$seconds" -max_len="${max_len[$t]:-4096}" -timeout=20 \
-        -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" -print_final_stats=1 \
-        >"$log" 2>&1 || rc=$?
-    # With -jobs the statistics are in fuzz-N.log, one per job.
-    execs=$(cat "$log" fuzz-[0-9]*.log 2>/dev/null |
+        "${jobs[@]}" -print_final_stats=1 >"$log" 2>&1 || rc=$?
+    # With -jobs each job's statistics are in its fuzz-N.log (which the parent also echoes).
+    stats=("$log")
+    [[ ${#jobs[@]} -gt 0 ]] && stats=(fuzz-[0-9]*.log)
+    execs=$(cat "${stats[@]}" 2>/dev/null |
         awk '/^stat::number_of_executed_units:/ { n += $2 } END { print n + 0 }')
     rm -f fuzz-[0-9]*.log
     total=$((total + execs))
