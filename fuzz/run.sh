@@ -67,7 +67,7 @@ for t in "${targets[@]}"; do
     if [[ $rc -ne 0 || $execs -eq 0 ]]; then
         status=1
         echo "fuzz: $t FAILED (exit $rc) after $execs executions; last lines of fuzz/$log:"
-        grep -E "panicked|ERROR|SUMMARY|Test unit written|deadly|timeout|out-of-memory" "$log" | tail -n 15 || true
+        grep -E -A1 "panicked|ERROR|SUMMARY|Test unit written|timeout|out-of-memory" "$log" | tail -n 15 || true
         tail -n 5 "$log"
         find "artifacts/$t" -type f -newer "$log.start" | while read -r a; do
             echo "fuzz: replay with: cd fuzz && ${cargo[*]} fuzz run -a -s none $t $a"
