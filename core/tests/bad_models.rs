@@ -369,8 +369,14 @@ fn another_architecture() {
         "layer 2 has an invalid shape"
     );
     // What the inference engine says about a valid non-LeNet model.
-    // TODO(lead): once tinyvi::infer is merged, also assert
-    // `tinyvi::infer::LeNet::new(&m).err() == Some(Error::UnsupportedArchitecture)`.
+    assert_eq!(
+        tinyvi::LeNet::new(&m).err(),
+        Some(Error::UnsupportedArchitecture)
+    );
+    assert_eq!(
+        tinyvi::LeNet::new(&Model::from_bytes(&five).unwrap()).err(),
+        Some(Error::UnsupportedArchitecture)
+    );
     assert_eq!(
         Error::UnsupportedArchitecture.to_string(),
         "model architecture is not the LeNet-5 this engine runs"
