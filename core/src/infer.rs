@@ -323,7 +323,9 @@ impl<'m> LeNet<'m> {
     }
 
     /// conv1 → ReLU → pool → conv2 → ReLU → pool, from `s.x` into `s.p2`.
-    #[inline(always)]
+    // Not inlined: on the Cortex-M4 it is 0.1 M instructions per 16-sample prediction faster
+    // on its own (shorter-lived registers, `Scratch` offsets from one pointer), and 1 KB smaller.
+    #[inline(never)]
     fn features<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
         let mut bias1 = [0f32; CH1];
         draw_into(self.conv1.bias_mean, self.conv1.bias_var, d, &mut bias1);
@@ -333,8 +335,8 @@ impl<'m> LeNet<'m> {
             .chunks_exact(KERNEL_BYTES)
             .zip(self.conv1.weight_var.chunks_exact(KERNEL_BYTES));
         for ((pooled, (m, v)), &b) in s.p1.iter_mut().zip(kernels1).zip(&bias1) {
-            let w = draw_kernel(m, v, d);
-            s.c1 = [[b; C1_OUT]; C1_OUT];
+            let w = kernel(m, v, d);
+            fill(s.c1.as_flattened_mut(), b);
             conv5x5_acc(&s.x, &w, &mut s.c1);
             relu_maxpool2(&s.c1, pooled);
         }
@@ -342,7 +344,7 @@ impl<'m> LeNet<'m> {
         let mut bias2 = [0f32; CH2];
         draw_into(self.conv2.bias_mean, self.conv2.bias_var, d, &mut bias2);
         for (acc, &b) in s.c2.iter_mut().zip(&bias2) {
-            *acc = [[b; C2_OUT]; C2_OUT];
+            fill(acc.as_flattened_mut(), b);
         }
         // Input channel outermost: kernel (out, in) is chunk out·6 + in.
         for (ic, input) in s.p1.iter().enumerate() {
@@ -354,7 +356,7 @@ impl<'m> LeNet<'m> {
                 .skip(ic)
                 .step_by(CH1);
             for (acc, (m, v)) in s.c2.iter_mut().zip(kernels) {
-                let w = draw_kernel(m, v, d);
+                let w = kernel(m, v, d);
                 conv5x5_acc(input, &w, acc);
             }
         }
@@ -388,6 +390,23 @@ impl<'m> LeNet<'m> {
         relu(&mut s.h2);
         dense_local_reparam::<S, _, _, _, _>(&s.h2, &self.fc3, rng, &mut s.logits);
     }
+}
+
+/// Sets every element of `out` to `v`. Not inlined: `s.c1 = [[b; 24]; 24]` inside the
+/// feature extractor was unrolled into 576 stores with their addresses spilled to the stack,
+/// ≈ 8 KB of Cortex-M4 code.
+#[inline(never)]
+fn fill(out: &mut [f32], v: f32) {
+    for x in out {
+        *x = v;
+    }
+}
+
+/// [`draw_kernel`], compiled once for conv1 and conv2: 0.6 KB less Cortex-M4 code for
+/// 0.02 M more instructions per 16-sample prediction (a call per kernel).
+#[inline(never)]
+fn kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D) -> [[f32; 5]; 5] {
+    draw_kernel(mean, var, d)
 }
 
 /// `max(0, v)` written so that NaN and −0.0 give +0.0 on every target.

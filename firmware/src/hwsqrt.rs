@@ -55,35 +55,40 @@ pub struct Mismatch {
 /// both signs: the first disagreement, if any, and how many disagreed. Equal means the same
 /// bits, or both NaN (a NaN's payload is not part of the contract: the core never takes the
 /// square root of a negative or NaN variance of a validated model).
+// Cold and never inlined: runs once at start-up, so it is kept small (≈ 1 KB with
+// `libm::sqrtf`).
+#[cold]
+#[inline(never)]
 pub fn check() -> Result<(), (Mismatch, u32)> {
     use tinyvi::params::Sqrt;
+    const PER_BINADE: u32 = FIXED_MANTISSAS.len() as u32 + RANDOM_MANTISSAS;
     let mut state = 0x9e37_79b9u32;
     let mut first = None;
     let mut count = 0u32;
-    for sign in [0u32, 1 << 31] {
-        for exponent in 0..256u32 {
-            for k in 0..FIXED_MANTISSAS.len() as u32 + RANDOM_MANTISSAS {
-                let mantissa = match FIXED_MANTISSAS.get(k as usize) {
-                    Some(&m) => m,
-                    None => {
-                        // xorshift32: a different mantissa every time.
-                        state ^= state << 13;
-                        state ^= state >> 17;
-                        state ^= state << 5;
-                        state & 0x7f_ffff
-                    }
-                };
-                let x = f32::from_bits(core::hint::black_box(sign | exponent << 23 | mantissa));
-                let (hw, soft) = (HwSqrt::sqrt(x), libm::sqrtf(x));
-                if hw.to_bits() != soft.to_bits() && !(hw.is_nan() && soft.is_nan()) {
-                    count += 1;
-                    first.get_or_insert(Mismatch {
-                        x: x.to_bits(),
-                        hw: hw.to_bits(),
-                        libm: soft.to_bits(),
-                    });
-                }
+    // i = (sign, exponent field, mantissa number), sign outermost.
+    for i in 0..CHECKED {
+        let (sign, exponent, k) = (i / (256 * PER_BINADE), i / PER_BINADE % 256, i % PER_BINADE);
+        let mantissa = match FIXED_MANTISSAS.get(k as usize) {
+            Some(&m) => m,
+            None => {
+                // xorshift32: a different mantissa every time.
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state & 0x7f_ffff
             }
+        };
+        let x = f32::from_bits(core::hint::black_box(
+            sign << 31 | exponent << 23 | mantissa,
+        ));
+        let (hw, soft) = (HwSqrt::sqrt(x), libm::sqrtf(x));
+        if hw.to_bits() != soft.to_bits() && !(hw.is_nan() && soft.is_nan()) {
+            count += 1;
+            first.get_or_insert(Mismatch {
+                x: x.to_bits(),
+                hw: hw.to_bits(),
+                libm: soft.to_bits(),
+            });
         }
     }
     match first {
