@@ -41,10 +41,9 @@
 //!
 //! [`Scratch`] is [`Scratch::BYTES`] = 14,872 bytes of activations, owned by the caller (it
 //! can be a `static`). One call to [`LeNet::predict`] needs on top of that its stack: on
-//! `thumbv7em-none-eabihf` (release) `predict`'s own frame is 2,080 bytes and its deepest
-//! callee, fc1 in `LocalReparam` (which holds the 256 squared inputs), 1,160 bytes; libm and
-//! the ziggurat's slow paths add < 100: ≈ 3.3 KB, so ≈ 18.2 KB of RAM in all, within the
-//! 24 KB budget. The firmware's painted-stack measurement is the authoritative figure. The
+//! `thumbv7em-none-eabihf` (release) the firmware's painted-stack peak for its whole program
+//! (`predict_with`, a 784-byte image buffer, logging) is 3,916 bytes, so ≈ 18.8 KB of RAM in
+//! all, within the 24 KB budget. The firmware's measurement is the authoritative figure. The
 //! parameters stay in the model bytes.
 
 use crate::arch::{self, CLASSES, IMAGE_LEN, IMAGE_SIDE};

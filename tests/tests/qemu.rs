@@ -170,9 +170,9 @@ fn bit_identical_in(mode: &str) {
         ram_total <= 32 * 1024,
         "static RAM + stack peak = {ram_total} bytes"
     );
-    // …and flash ≤ 420 KiB with the f32 model and the 64 images.
+    // …and flash < 420,000 bytes with the f32 model and the 64 images (issue 4's 420 KB).
     let flash = log.summary_u64("flash").expect("flash");
-    assert!(flash <= 420 * 1024, "flash = {flash} bytes");
+    assert!(flash < 420_000, "flash = {flash} bytes");
 }
 
 #[test]
