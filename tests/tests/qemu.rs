@@ -226,3 +226,16 @@ fn firmware_reports_a_hardfault() {
 fn firmware_reports_a_panic() {
     fault_is_reported("provoke-panic", &["PANIC at src/main.rs", "provoked"]);
 }
+
+#[test]
+fn firmware_refuses_a_square_root_that_differs_from_libm() {
+    // The hook flips the last bit of the hardware result for input 1,000: positive, exponent
+    // field 125, mantissa 0, x = 0.25.
+    fault_is_reported(
+        "provoke-sqrt-mismatch",
+        &[
+            "ERROR SQRT vsqrt.f32 differs from libm::sqrtf on 1 of 4096 inputs",
+            "first x=0x3e800000 vsqrt=0x3f000001 libm=0x3f000000",
+        ],
+    );
+}
