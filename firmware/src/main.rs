@@ -8,6 +8,7 @@
 #![no_std]
 #![no_main]
 
+mod hwsqrt;
 mod memory;
 mod ood;
 mod platform;
@@ -19,6 +20,7 @@ use tinyvi::rng::image_seed;
 use tinyvi::samples::{Dataset, SampleSet};
 use tinyvi::Model;
 
+use hwsqrt::HwSqrt;
 use platform::{exit, Cost};
 
 /// Build-time settings from `build.rs`: `MODE`, `MC_SAMPLES`, `SEED`, `IMAGES`.
@@ -135,6 +137,25 @@ fn main() -> ! {
         }
     };
 
+    // The hardware square root must give libm's bits (the host replay's) before it is used.
+    match hwsqrt::check() {
+        Ok(()) => defmt::info!(
+            "SQRT vsqrt.f32 = libm::sqrtf on {=u32} inputs (every binade, both signs, subnormals, ±0, ±inf, NaN)",
+            hwsqrt::CHECKED
+        ),
+        Err((m, count)) => {
+            defmt::error!(
+                "ERROR SQRT vsqrt.f32 differs from libm::sqrtf on {=u32} of {=u32} inputs, first x={=u32:#x} vsqrt={=u32:#x} libm={=u32:#x}",
+                count,
+                hwsqrt::CHECKED,
+                m.x,
+                m.hw,
+                m.libm
+            );
+            exit(false)
+        }
+    }
+
     let (expected, counted) = cost.calibrate();
     defmt::info!(
         "CONFIG mode={=str} samples={=u32} seed={=u64} images={=u32} model_crc={=u32:#x} samples_crc={=u32:#x} cost_unit={=str} calibration={=u64}/{=u64} scratch={=u32}",
@@ -166,7 +187,7 @@ fn main() -> ! {
             threshold: model.ood_threshold(),
         };
         let t0 = cost.now();
-        let p = match lenet.predict(sample.pixels, &cfg, scratch) {
+        let p = match lenet.predict_with::<HwSqrt>(sample.pixels, &cfg, scratch) {
             Ok(p) => p,
             Err(e) => {
                 defmt::error!("ERROR image {=u32}: {}", i32, e);
