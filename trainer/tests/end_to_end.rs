@@ -222,3 +222,42 @@ fn bad_flags_and_outputs_get_one_line_errors() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("bad.postcard"), "{err}");
 }
+
+/// A full disk: `--out` on a 200 KiB tmpfs (mounted in a private mount namespace with
+/// `unshare -rm`, so nothing outside the test sees it). The run fails with one line naming the
+/// file and the error, leaves no temporary file, and the file already there is untouched.
+#[test]
+fn full_out_disk_gets_a_one_line_error_and_overwrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("full");
+    std::fs::create_dir(&out).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=200k tmpfs '{out}' || exit 99
+         echo keep > '{out}/metrics.json'
+         '{bin}' --limit 256 --eval-samples 1 --quiet --data '{data}' --out '{out}' >/dev/null
+         rc=$?
+         ls -A '{out}'
+         cat '{out}/metrics.json'
+         exit $rc",
+        out = out.display(),
+        bin = env!("CARGO_BIN_EXE_trainer"),
+        data = data_dir().display(),
+    );
+    let run = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .expect("`unshare` (util-linux) runs the trainer on a tiny tmpfs");
+    assert_ne!(
+        run.status.code(),
+        Some(99),
+        "cannot mount a tmpfs in a user + mount namespace (`unshare -rm`): {}",
+        text(&run)
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let listing = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(listing, "metrics.json\nkeep\n", "{}", text(&run));
+}
