@@ -11,51 +11,16 @@
 
 use std::time::Instant;
 
-use tinyvi::arch::{IMAGE_LEN, LENET_INPUT, LENET_LAYERS};
-use tinyvi::format::{encode, encoded_len, LayerSpec, ModelSpec};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use tinyvi::arch::IMAGE_LEN;
 use tinyvi::rng::{image_seed, Rng};
 use tinyvi::{Config, LeNet, Mode, Model, Scratch};
 
+/// A random LeNet: means N(0, 0.1²), every variance 1e-6.
 fn random_model() -> Vec<u8> {
-    let mut rng = Rng::seed_from_u64(0);
-    let tensors: Vec<[Vec<f32>; 4]> = LENET_LAYERS
-        .iter()
-        .map(|(k, _)| {
-            let (nw, nb) = (k.weight_count() as usize, k.bias_count() as usize);
-            let mut normal = |n: usize, s: f32| -> Vec<f32> {
-                (0..n)
-                    .map(|_| tinyvi::gauss::standard_normal(&mut rng) * s)
-                    .collect()
-            };
-            [
-                normal(nw, 0.1),
-                vec![1e-6; nw],
-                normal(nb, 0.1),
-                vec![1e-6; nb],
-            ]
-        })
-        .collect();
-    let layers: Vec<LayerSpec<'_>> = LENET_LAYERS
-        .iter()
-        .zip(&tensors)
-        .map(|(&(kind, then), [wm, wv, bm, bv])| LayerSpec {
-            kind,
-            then,
-            weight_mean: wm,
-            weight_var: wv,
-            bias_mean: bm,
-            bias_var: bv,
-        })
-        .collect();
-    let spec = ModelSpec {
-        input: LENET_INPUT,
-        classes: 10,
-        ood: None,
-        layers: &layers,
-    };
-    let mut buf = vec![0u8; encoded_len(&spec).expect("spec")];
-    encode(&spec, &mut buf).expect("encode");
-    buf
+    common::random_lenet(0, |n| vec![1e-6; n])
 }
 
 /// This thread's user + system CPU time in seconds (Linux; 10 ms resolution), if known.

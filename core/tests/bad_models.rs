@@ -1,6 +1,8 @@
 //! Bad model files: each gives a typed [`tinyvi::Error`] with a one-line message naming the
 //! problem, never a panic and never a model. One test per row of the README's table.
 
+mod common;
+
 use tinyvi::arch::{is_lenet, LENET_INPUT, LENET_LAYERS};
 use tinyvi::format::{
     crc32, encode, encoded_len, Activation, Input, LayerKind, LayerSpec, ModelSpec, OodScore,
@@ -54,18 +56,7 @@ fn encode_layers(
     arrays: &[[Vec<f32>; 4]],
     classes: u16,
 ) -> Result<Vec<u8>, Error> {
-    let layers: Vec<LayerSpec<'_>> = kinds
-        .iter()
-        .zip(arrays)
-        .map(|(&(kind, then), [wm, wv, bm, bv])| LayerSpec {
-            kind,
-            then,
-            weight_mean: wm,
-            weight_var: wv,
-            bias_mean: bm,
-            bias_var: bv,
-        })
-        .collect();
+    let layers = common::layer_specs(kinds, arrays);
     encode_vec(&ModelSpec {
         input,
         classes,

@@ -4,49 +4,15 @@
 //! (`mps2-an386`, `thumbv7em-none-eabihf`, release + LTO) from the same model, image and seed.
 //! A change to any of them is a breaking change of the inference contract.
 
-use tinyvi::arch::{IMAGE_LEN, IMAGE_SIDE, LENET_INPUT, LENET_LAYERS};
-use tinyvi::format::{encode, encoded_len, LayerSpec, ModelSpec};
-use tinyvi::gauss::standard_normal;
-use tinyvi::rng::Rng;
+mod common;
+
+use tinyvi::arch::{IMAGE_LEN, IMAGE_SIDE};
 use tinyvi::{Config, LeNet, Mode, Model, Scratch};
 
 /// Means N(0, 0.1²) from `Rng::seed_from_u64(0)` (per layer: the weights, then the biases),
 /// every variance 1e-4.
 fn model_bytes() -> Vec<u8> {
-    let mut rng = Rng::seed_from_u64(0);
-    let tensors: Vec<[Vec<f32>; 4]> = LENET_LAYERS
-        .iter()
-        .map(|(k, _)| {
-            let (nw, nb) = (k.weight_count() as usize, k.bias_count() as usize);
-            let mut normal = |n: usize| -> Vec<f32> {
-                (0..n).map(|_| standard_normal(&mut rng) * 0.1).collect()
-            };
-            let wm = normal(nw);
-            let bm = normal(nb);
-            [wm, vec![1e-4; nw], bm, vec![1e-4; nb]]
-        })
-        .collect();
-    let layers: Vec<LayerSpec<'_>> = LENET_LAYERS
-        .iter()
-        .zip(&tensors)
-        .map(|(&(kind, then), [wm, wv, bm, bv])| LayerSpec {
-            kind,
-            then,
-            weight_mean: wm,
-            weight_var: wv,
-            bias_mean: bm,
-            bias_var: bv,
-        })
-        .collect();
-    let spec = ModelSpec {
-        input: LENET_INPUT,
-        classes: 10,
-        ood: None,
-        layers: &layers,
-    };
-    let mut buf = vec![0u8; encoded_len(&spec).unwrap()];
-    encode(&spec, &mut buf).unwrap();
-    buf
+    common::random_lenet(0, |n| vec![1e-4; n])
 }
 
 /// A bright bar on a faint pattern.

@@ -7,6 +7,8 @@
 //! `libm::sqrtf` is on the Cortex-M4 must be compared with `vsqrt.f32` on the device (done
 //! under QEMU for issue 5: 5.4 million inputs, every binade, all specials, no difference).
 
+mod common;
+
 use tinyvi::params::{LibmSqrt, Sqrt};
 use tinyvi::rng::Rng;
 use tinyvi::{Config, LeNet, Mode, Model, Scratch};
@@ -96,45 +98,9 @@ fn predictions_do_not_depend_on_the_square_root_used() {
 /// A LeNet with N(0, 0.1²) means and variances spread over 1e-6..1 (built with the format's
 /// encoder).
 fn tinyvi_pinned_model() -> Vec<u8> {
-    use tinyvi::arch::{LENET_INPUT, LENET_LAYERS};
-    use tinyvi::format::{encode, encoded_len, LayerSpec, ModelSpec};
-    use tinyvi::gauss::standard_normal;
-    let mut rng = Rng::seed_from_u64(9);
-    let tensors: Vec<[Vec<f32>; 4]> = LENET_LAYERS
-        .iter()
-        .map(|(k, _)| {
-            let (nw, nb) = (k.weight_count() as usize, k.bias_count() as usize);
-            let mut normal = |n: usize| -> Vec<f32> {
-                (0..n).map(|_| standard_normal(&mut rng) * 0.1).collect()
-            };
-            let (wm, bm) = (normal(nw), normal(nb));
-            let var = |n: usize| -> Vec<f32> {
-                (0..n)
-                    .map(|i| 10f32.powi(-((i % 7) as i32)) * 0.01)
-                    .collect()
-            };
-            [wm, var(nw), bm, var(nb)]
-        })
-        .collect();
-    let layers: Vec<LayerSpec<'_>> = LENET_LAYERS
-        .iter()
-        .zip(&tensors)
-        .map(|(&(kind, then), [wm, wv, bm, bv])| LayerSpec {
-            kind,
-            then,
-            weight_mean: wm,
-            weight_var: wv,
-            bias_mean: bm,
-            bias_var: bv,
-        })
-        .collect();
-    let spec = ModelSpec {
-        input: LENET_INPUT,
-        classes: 10,
-        ood: None,
-        layers: &layers,
-    };
-    let mut buf = vec![0u8; encoded_len(&spec).unwrap()];
-    encode(&spec, &mut buf).unwrap();
-    buf
+    common::random_lenet(9, |n| {
+        (0..n)
+            .map(|i| 10f32.powi(-((i % 7) as i32)) * 0.01)
+            .collect()
+    })
 }

@@ -1,15 +1,8 @@
 //! Evaluation throughput: 16 samples over 4,000 images, min CPU time of 3 runs, one thread.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    f.get(11)
-        .zip(f.get(12))
-        .map_or(0.0, |(u, s)| (u + s) / 100.0)
-}
+
+mod common;
+
+use common::cpu_seconds;
 
 fn main() {
     let model = trainer::model::Lenet::init(0);

@@ -4,30 +4,20 @@
 //! `cargo run -p trainer --release --example recipe -- [seed] [threads] [epochs]`
 //! (data from `$TINYVI_DATA`, default /work/data).
 
+mod common;
+
 use std::time::Instant;
 
 use trainer::evaluate::evaluate_with_threads;
 use trainer::model::Lenet;
 use trainer::train::{train, TrainConfig};
 
+use common::cpu_seconds;
+
 fn load(dir: &str, set: &str) -> (Vec<u8>, Vec<u8>) {
     let img = std::fs::read(format!("{dir}/{set}-images-idx3-ubyte")).expect("images");
     let lab = std::fs::read(format!("{dir}/{set}-labels-idx1-ubyte")).expect("labels");
     (img[16..].to_vec(), lab[8..].to_vec())
-}
-
-/// Process CPU seconds (user + system) from /proc, 0 where unavailable.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // Fields 14 and 15 of the file (utime, stime) are 12 and 13 after the name.
-    f.get(11)
-        .zip(f.get(12))
-        .map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 
 fn main() {

@@ -2,23 +2,12 @@
 //! metrics.json (timings aside), and the same predictions.csv, across runs and across
 //! `--threads 1` and `--threads 2`; another seed gives another model.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("TINYVI_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"))
-}
+use std::path::Path;
+use std::process::Command;
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{data_dir, text};
 
 /// A quick run (2,000 images, 2 epochs, 2 evaluation samples) into a fresh directory.
 fn train(seed: u64, threads: usize) -> tempfile::TempDir {

@@ -2,29 +2,18 @@
 //! independent check of the metrics → `eval` through the no_std core → `export-samples`.
 //! Bad flags and unwritable outputs get a one-line error and a failing exit code.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("TINYVI_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"))
-}
+use common::{data_dir, text};
 
 fn trainer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(args)
         .output()
         .expect("run the trainer binary")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn metrics(path: &Path) -> serde_json::Map<String, serde_json::Value> {

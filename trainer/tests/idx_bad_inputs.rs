@@ -2,43 +2,26 @@
 //! data, zero and absurd counts, other IDX types, and paths that cannot be read. Each gives a
 //! one-line error that starts with the path and names the problem.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod common;
 
-use flate2::{write::GzEncoder, Compression};
+use std::path::Path;
+
 use tinyvi::arch::IMAGE_LEN;
 use trainer::data::idx::{
     encode_images, encode_labels, gunzip, parse_images, parse_labels, read_images, read_labels,
     read_pair,
 };
 
+use common::{gz, write};
+
 fn images(n: usize) -> Vec<u8> {
     let px: Vec<u8> = (0..n * IMAGE_LEN).map(|i| (i % 253) as u8).collect();
     encode_images(&px, 28, 28)
 }
 
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
-/// The error is one line, starts with the path, and contains `needle`.
+/// The error is one line, starts with the path and a colon, and contains `needle`.
 fn assert_one_line(err: impl std::fmt::Display, path: &Path, needle: &str) {
-    let s = err.to_string();
-    assert!(!s.contains('\n'), "not one line: {s}");
-    assert!(
-        s.starts_with(&format!("{}: ", path.display())),
-        "does not start with {}: {s}",
-        path.display()
-    );
-    assert!(s.contains(needle), "no `{needle}` in: {s}");
+    common::assert_one_line_after(err, path, ": ", needle);
 }
 
 /// The message a parser gives for `bytes` cut to `len` of its `full` length.

