@@ -32,6 +32,11 @@ pub trait Elem: Copy {
     fn block(c: &[Self]) -> [f32; LANES];
     /// One `f32` from `WIDTH` elements (zero if `c` has another length).
     fn one(c: &[Self]) -> f32;
+    /// The `k`-th `f32` of `c` (zero if `c` is too short).
+    #[inline(always)]
+    fn at(c: &[Self], k: usize) -> f32 {
+        Self::one(c.get(k * Self::WIDTH..(k + 1) * Self::WIDTH).unwrap_or(&[]))
+    }
 }
 
 impl Elem for u8 {
@@ -85,18 +90,21 @@ fn dot_drawn<T: Elem, D: Draw>(mean: &[T], var: &[T], x: &[f32], d: &mut D) -> f
             continue; // unreachable: exact chunks
         };
         let [m0, m1, m2, m3, m4, m5, m6, m7] = T::block(mb);
-        let [v0, v1, v2, v3, v4, v5, v6, v7] = T::block(vb);
         let [l0, l1, l2, l3, l4, l5, l6, l7] = &mut lanes;
         // Written out: a loop around the draws is not unrolled (too large), and the lanes
-        // would then live in memory.
-        *l0 += d.draw(m0, v0) * x0;
-        *l1 += d.draw(m1, v1) * x1;
-        *l2 += d.draw(m2, v2) * x2;
-        *l3 += d.draw(m3, v3) * x3;
-        *l4 += d.draw(m4, v4) * x4;
-        *l5 += d.draw(m5, v5) * x5;
-        *l6 += d.draw(m6, v6) * x6;
-        *l7 += d.draw(m7, v7) * x7;
+        // would then live in memory. Means and inputs are read for the whole block, each
+        // variance next to its draw: on the Cortex-M4 (where `vsqrt` goes through a core
+        // register) this spills less, 34.0 M instructions per `Weights` image instead of
+        // 34.6 M (all three read next to the draw: 38.1 M; means too: 35.0 M).
+        let u = |k: usize| T::at(vb, k);
+        *l0 += d.draw(m0, u(0)) * x0;
+        *l1 += d.draw(m1, u(1)) * x1;
+        *l2 += d.draw(m2, u(2)) * x2;
+        *l3 += d.draw(m3, u(3)) * x3;
+        *l4 += d.draw(m4, u(4)) * x4;
+        *l5 += d.draw(m5, u(5)) * x5;
+        *l6 += d.draw(m6, u(6)) * x6;
+        *l7 += d.draw(m7, u(7)) * x7;
     }
     for ((l, (mw, vw)), &xi) in lanes
         .iter_mut()
