@@ -48,25 +48,26 @@ fn wx_impl<const JB: usize, const RB: usize, const FMA: bool>(
     x: &[f32],
     ncols: usize,
     y: &mut [f32],
+    ld: Ld,
 ) {
     for r0 in (0..rows).step_by(RB) {
         let wb = &w[r0 * kdim..(r0 + RB) * kdim];
         let mut j0 = 0;
         while j0 + JB <= ncols {
-            wx_block::<JB, RB, FMA>(wb, kdim, x, ncols, y, r0, j0);
+            wx_block::<JB, RB, FMA>(wb, kdim, x, y, ld, r0, j0);
             j0 += JB;
         }
         while j0 + 16 <= ncols {
-            wx_block::<16, RB, FMA>(wb, kdim, x, ncols, y, r0, j0);
+            wx_block::<16, RB, FMA>(wb, kdim, x, y, ld, r0, j0);
             j0 += 16;
         }
         for r in 0..RB {
             for j in j0..ncols {
                 let mut s = 0.0f32;
                 for k in 0..kdim {
-                    s = madd::<FMA>(wb[r * kdim + k], x[k * ncols + j], s);
+                    s = madd::<FMA>(wb[r * kdim + k], x[k * ld.a + j], s);
                 }
-                y[(r0 + r) * ncols + j] = s;
+                y[(r0 + r) * ld.b + j] = s;
             }
         }
     }
@@ -77,14 +78,14 @@ fn wx_block<const JB: usize, const RB: usize, const FMA: bool>(
     wb: &[f32],
     kdim: usize,
     x: &[f32],
-    ncols: usize,
     y: &mut [f32],
+    ld: Ld,
     r0: usize,
     j0: usize,
 ) {
     let mut acc = [[0.0f32; JB]; RB];
     for k in 0..kdim {
-        let c: &[f32; JB] = x[k * ncols + j0..k * ncols + j0 + JB].try_into().unwrap();
+        let c: &[f32; JB] = x[k * ld.a + j0..k * ld.a + j0 + JB].try_into().unwrap();
         for r in 0..RB {
             let wv = wb[r * kdim + k];
             for j in 0..JB {
@@ -93,7 +94,7 @@ fn wx_block<const JB: usize, const RB: usize, const FMA: bool>(
         }
     }
     for r in 0..RB {
-        y[(r0 + r) * ncols + j0..(r0 + r) * ncols + j0 + JB].copy_from_slice(&acc[r]);
+        y[(r0 + r) * ld.b + j0..(r0 + r) * ld.b + j0 + JB].copy_from_slice(&acc[r]);
     }
 }
 
@@ -107,6 +108,7 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
     kdim: usize,
     ncols: usize,
     dw: &mut [f32],
+    ld: Ld,
 ) {
     let full = ncols / JB * JB;
     for r0 in (0..rows).step_by(RB) {
@@ -119,14 +121,14 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
             for rp in (0..RB).step_by(2) {
                 acc.iter_mut().for_each(|a| *a = [0.0; JB]);
                 acc2.iter_mut().for_each(|a| *a = [0.0; JB]);
-                let d0 = &d[(r0 + rp) * ncols..(r0 + rp + 1) * ncols];
-                let d1 = &d[(r0 + rp + 1) * ncols..(r0 + rp + 2) * ncols];
+                let d0 = &d[(r0 + rp) * ld.a..(r0 + rp) * ld.a + ncols];
+                let d1 = &d[(r0 + rp + 1) * ld.a..(r0 + rp + 1) * ld.a + ncols];
                 let mut j0 = 0;
                 while j0 < full {
                     let a: &[f32; JB] = d0[j0..j0 + JB].try_into().unwrap();
                     let b: &[f32; JB] = d1[j0..j0 + JB].try_into().unwrap();
                     for k in 0..KB {
-                        let xr = &x[(k0 + k) * ncols..(k0 + k + 1) * ncols];
+                        let xr = &x[(k0 + k) * ld.b..(k0 + k) * ld.b + ncols];
                         let c: &[f32; JB] = xr[j0..j0 + JB].try_into().unwrap();
                         for j in 0..JB {
                             acc[k][j] = madd::<FMA>(a[j], c[j], acc[k][j]);
@@ -144,7 +146,7 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
                 for k in 0..KB {
                     let mut s = tails[r][k];
                     for j in full..ncols {
-                        s = madd::<FMA>(d[(r0 + r) * ncols + j], x[(k0 + k) * ncols + j], s);
+                        s = madd::<FMA>(d[(r0 + r) * ld.a + j], x[(k0 + k) * ld.b + j], s);
                     }
                     dw[(r0 + r) * kdim + k0 + k] = s;
                 }
@@ -167,10 +169,10 @@ fn reduce<const JB: usize>(mut lanes: [f32; JB]) -> f32 {
 }
 
 macro_rules! wx_blocks {
-    ($fma:literal, $w:ident, $rows:ident, $kdim:ident, $x:ident, $ncols:ident, $y:ident, [$(($rb:literal, $jb:literal)),*]) => {{
+    ($fma:literal, $w:ident, $rows:ident, $kdim:ident, $x:ident, $ncols:ident, $y:ident, $ld:ident, [$(($rb:literal, $jb:literal)),*]) => {{
         $(
             if $rows % $rb == 0 {
-                wx_impl::<$jb, $rb, $fma>($w, $rows, $kdim, $x, $ncols, $y);
+                wx_impl::<$jb, $rb, $fma>($w, $rows, $kdim, $x, $ncols, $y, $ld);
                 return true;
             }
         )*
@@ -192,6 +194,7 @@ mod simd {
         x: &[f32],
         ncols: usize,
         y: &mut [f32],
+        ld: Ld,
     ) -> bool {
         wx_blocks!(
             true,
@@ -201,6 +204,7 @@ mod simd {
             x,
             ncols,
             y,
+            ld,
             [(6, 64), (8, 32), (4, 64)]
         )
     }
@@ -215,8 +219,9 @@ mod simd {
         x: &[f32],
         ncols: usize,
         y: &mut [f32],
+        ld: Ld,
     ) -> bool {
-        wx_blocks!(true, w, rows, kdim, x, ncols, y, [(6, 16), (4, 16)])
+        wx_blocks!(true, w, rows, kdim, x, ncols, y, ld, [(6, 16), (4, 16)])
     }
 
     /// # Safety
@@ -229,8 +234,9 @@ mod simd {
         kdim: usize,
         ncols: usize,
         dw: &mut [f32],
+        ld: Ld,
     ) {
-        dxt_impl::<16, 2, 5, true>(d, rows, x, kdim, ncols, dw)
+        dxt_impl::<16, 2, 5, true>(d, rows, x, kdim, ncols, dw, ld)
     }
 
     /// # Safety
@@ -243,9 +249,22 @@ mod simd {
         kdim: usize,
         ncols: usize,
         dw: &mut [f32],
+        ld: Ld,
     ) {
-        dxt_impl::<8, 2, 5, true>(d, rows, x, kdim, ncols, dw)
+        dxt_impl::<8, 2, 5, true>(d, rows, x, kdim, ncols, dw, ld)
     }
+}
+
+/// Row strides of a kernel's two column-indexed matrices: `a` for the first (`x` in [`wx_ld`],
+/// `d` in [`dxt_ld`]), `b` for the second (`y` in [`wx_ld`], `x` in [`dxt_ld`]). Padding a
+/// stride away from a multiple of 4 KiB keeps the rows from aliasing in the caches; it never
+/// changes the arithmetic.
+#[derive(Clone, Copy, Debug)]
+pub struct Ld {
+    /// Row stride of the first matrix.
+    pub a: usize,
+    /// Row stride of the second matrix.
+    pub b: usize,
 }
 
 /// `y[rows][ncols] = w[rows][kdim] · x[kdim][ncols]` (overwrites `y`).
@@ -253,27 +272,37 @@ mod simd {
 /// # Panics
 /// If a slice is too short.
 pub fn wx(w: &[f32], rows: usize, kdim: usize, x: &[f32], ncols: usize, y: &mut [f32]) {
-    assert!(w.len() >= rows * kdim && x.len() >= kdim * ncols && y.len() >= rows * ncols);
+    wx_ld(w, rows, kdim, x, ncols, y, Ld { a: ncols, b: ncols });
+}
+
+/// [`wx`] with `x` rows `ld.a` apart and `y` rows `ld.b` apart (both ≥ `ncols`).
+///
+/// # Panics
+/// If a slice is too short or a stride below `ncols`.
+pub fn wx_ld(w: &[f32], rows: usize, kdim: usize, x: &[f32], ncols: usize, y: &mut [f32], ld: Ld) {
+    assert!(ld.a >= ncols && ld.b >= ncols);
+    assert!(w.len() >= rows * kdim);
+    assert!(kdim == 0 || x.len() >= (kdim - 1) * ld.a + ncols);
+    assert!(rows == 0 || y.len() >= (rows - 1) * ld.b + ncols);
     #[cfg(target_arch = "x86_64")]
     {
         let done = match isa() {
             // SAFETY: the features these functions enable were detected on this CPU.
-            Isa::Avx512 => unsafe { simd::wx_avx512(w, rows, kdim, x, ncols, y) },
+            Isa::Avx512 => unsafe { simd::wx_avx512(w, rows, kdim, x, ncols, y, ld) },
             // SAFETY: as above.
-            Isa::Avx2 => unsafe { simd::wx_avx2(w, rows, kdim, x, ncols, y) },
+            Isa::Avx2 => unsafe { simd::wx_avx2(w, rows, kdim, x, ncols, y, ld) },
             Isa::Base => false,
         };
         if done {
             return;
         }
     }
-    let done = (|| wx_blocks!(false, w, rows, kdim, x, ncols, y, [(6, 8), (4, 8)]))();
+    let done = (|| wx_blocks!(false, w, rows, kdim, x, ncols, y, ld, [(6, 8), (4, 8)]))();
     if !done {
         // Odd shapes (tests, tiny layers): plain loops.
         for r in 0..rows {
             for j in 0..ncols {
-                y[r * ncols + j] =
-                    (0..kdim).fold(0.0, |s, k| s + w[r * kdim + k] * x[k * ncols + j]);
+                y[r * ld.b + j] = (0..kdim).fold(0.0, |s, k| s + w[r * kdim + k] * x[k * ld.a + j]);
             }
         }
     }
@@ -284,12 +313,31 @@ pub fn wx(w: &[f32], rows: usize, kdim: usize, x: &[f32], ncols: usize, y: &mut 
 /// # Panics
 /// If a slice is too short.
 pub fn dxt(d: &[f32], rows: usize, x: &[f32], kdim: usize, ncols: usize, dw: &mut [f32]) {
-    assert!(d.len() >= rows * ncols && x.len() >= kdim * ncols && dw.len() >= rows * kdim);
+    dxt_ld(d, rows, x, kdim, ncols, dw, Ld { a: ncols, b: ncols });
+}
+
+/// [`dxt`] with `d` rows `ld.a` apart and `x` rows `ld.b` apart (both ≥ `ncols`).
+///
+/// # Panics
+/// If a slice is too short or a stride below `ncols`.
+pub fn dxt_ld(
+    d: &[f32],
+    rows: usize,
+    x: &[f32],
+    kdim: usize,
+    ncols: usize,
+    dw: &mut [f32],
+    ld: Ld,
+) {
+    assert!(ld.a >= ncols && ld.b >= ncols);
+    assert!(rows == 0 || d.len() >= (rows - 1) * ld.a + ncols);
+    assert!(kdim == 0 || x.len() >= (kdim - 1) * ld.b + ncols);
+    assert!(dw.len() >= rows * kdim);
     if rows % 2 != 0 || kdim % 5 != 0 {
         for r in 0..rows {
             for k in 0..kdim {
                 dw[r * kdim + k] =
-                    (0..ncols).fold(0.0, |s, j| s + d[r * ncols + j] * x[k * ncols + j]);
+                    (0..ncols).fold(0.0, |s, j| s + d[r * ld.a + j] * x[k * ld.b + j]);
             }
         }
         return;
@@ -297,12 +345,12 @@ pub fn dxt(d: &[f32], rows: usize, x: &[f32], kdim: usize, ncols: usize, dw: &mu
     #[cfg(target_arch = "x86_64")]
     match isa() {
         // SAFETY: the features these functions enable were detected on this CPU.
-        Isa::Avx512 => return unsafe { simd::dxt_avx512(d, rows, x, kdim, ncols, dw) },
+        Isa::Avx512 => return unsafe { simd::dxt_avx512(d, rows, x, kdim, ncols, dw, ld) },
         // SAFETY: as above.
-        Isa::Avx2 => return unsafe { simd::dxt_avx2(d, rows, x, kdim, ncols, dw) },
+        Isa::Avx2 => return unsafe { simd::dxt_avx2(d, rows, x, kdim, ncols, dw, ld) },
         Isa::Base => {}
     }
-    dxt_impl::<4, 2, 5, false>(d, rows, x, kdim, ncols, dw)
+    dxt_impl::<4, 2, 5, false>(d, rows, x, kdim, ncols, dw, ld)
 }
 
 #[cfg(test)]
@@ -333,9 +381,25 @@ mod tests {
             wx(&w, rows, kdim, &x, ncols, &mut y);
             let mut y8 = vec![f32::NAN; rows * ncols];
             if rows % 6 == 0 {
-                wx_impl::<8, 6, false>(&w, rows, kdim, &x, ncols, &mut y8);
+                wx_impl::<8, 6, false>(
+                    &w,
+                    rows,
+                    kdim,
+                    &x,
+                    ncols,
+                    &mut y8,
+                    Ld { a: ncols, b: ncols },
+                );
             } else if rows % 4 == 0 {
-                wx_impl::<8, 4, false>(&w, rows, kdim, &x, ncols, &mut y8);
+                wx_impl::<8, 4, false>(
+                    &w,
+                    rows,
+                    kdim,
+                    &x,
+                    ncols,
+                    &mut y8,
+                    Ld { a: ncols, b: ncols },
+                );
             } else {
                 y8.copy_from_slice(&y);
             }
@@ -352,7 +416,15 @@ mod tests {
                 dxt(&d, rows, &x, kdim, ncols, &mut dw);
                 let mut dw4 = dw.clone();
                 if kdim % 5 == 0 && rows % 2 == 0 {
-                    dxt_impl::<4, 2, 5, false>(&d, rows, &x, kdim, ncols, &mut dw4);
+                    dxt_impl::<4, 2, 5, false>(
+                        &d,
+                        rows,
+                        &x,
+                        kdim,
+                        ncols,
+                        &mut dw4,
+                        Ld { a: ncols, b: ncols },
+                    );
                 }
                 for r in 0..rows {
                     for k in 0..kdim {
@@ -369,5 +441,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn padded_strides_give_the_same_bits() {
+        let (rows, kdim, ncols, pad) = (6, 25, 200, 24);
+        let ld = ncols + pad;
+        let w = data(rows * kdim, 0.7);
+        let x = data(kdim * ncols, 0.3);
+        let mut xp = vec![f32::NAN; kdim * ld];
+        for k in 0..kdim {
+            xp[k * ld..k * ld + ncols].copy_from_slice(&x[k * ncols..(k + 1) * ncols]);
+        }
+        let mut y = vec![0.0; rows * ncols];
+        wx(&w, rows, kdim, &x, ncols, &mut y);
+        let mut yp = vec![f32::NAN; rows * ld];
+        wx_ld(&w, rows, kdim, &xp, ncols, &mut yp, Ld { a: ld, b: ld });
+        let mut dw = vec![0.0; rows * kdim];
+        dxt(&y, rows, &x, kdim, ncols, &mut dw);
+        let mut dwp = vec![0.0; rows * kdim];
+        dxt_ld(&yp, rows, &xp, kdim, ncols, &mut dwp, Ld { a: ld, b: ld });
+        for r in 0..rows {
+            assert_eq!(y[r * ncols..(r + 1) * ncols], yp[r * ld..r * ld + ncols]);
+            // The padding itself is never written.
+            assert!(yp[r * ld + ncols..(r + 1) * ld].iter().all(|v| v.is_nan()));
+        }
+        assert_eq!(dw, dwp);
     }
 }
