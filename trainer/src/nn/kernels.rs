@@ -50,25 +50,30 @@ fn wx_impl<const JB: usize, const RB: usize, const FMA: bool>(
     y: &mut [f32],
     ld: Ld,
 ) {
-    for r0 in (0..rows).step_by(RB) {
-        let wb = &w[r0 * kdim..(r0 + RB) * kdim];
-        let mut j0 = 0;
-        while j0 + JB <= ncols {
+    // Column blocks outermost: a block of `x` (kdim × JB) stays in L1 while every row block
+    // uses it, so `x` streams from memory once.
+    let mut j0 = 0;
+    while j0 + JB <= ncols {
+        for r0 in (0..rows).step_by(RB) {
+            let wb = &w[r0 * kdim..(r0 + RB) * kdim];
             wx_block::<JB, RB, FMA>(wb, kdim, x, y, ld, r0, j0);
-            j0 += JB;
         }
-        while j0 + 16 <= ncols {
+        j0 += JB;
+    }
+    while j0 + 16 <= ncols {
+        for r0 in (0..rows).step_by(RB) {
+            let wb = &w[r0 * kdim..(r0 + RB) * kdim];
             wx_block::<16, RB, FMA>(wb, kdim, x, y, ld, r0, j0);
-            j0 += 16;
         }
-        for r in 0..RB {
-            for j in j0..ncols {
-                let mut s = 0.0f32;
-                for k in 0..kdim {
-                    s = madd::<FMA>(wb[r * kdim + k], x[k * ld.a + j], s);
-                }
-                y[(r0 + r) * ld.b + j] = s;
+        j0 += 16;
+    }
+    for r in 0..rows {
+        for j in j0..ncols {
+            let mut s = 0.0f32;
+            for k in 0..kdim {
+                s = madd::<FMA>(w[r * kdim + k], x[k * ld.a + j], s);
             }
+            y[r * ld.b + j] = s;
         }
     }
 }
@@ -99,7 +104,10 @@ fn wx_block<const JB: usize, const RB: usize, const FMA: bool>(
 }
 
 /// `dw[rows][kdim] = d[rows][ncols] · x[kdim][ncols]ᵀ`, blocks of `RB` rows × `KB` columns of
-/// `dw`, lane-parallel partial sums of width `JB` reduced in a fixed order.
+/// `dw`, lane-parallel partial sums of width `JB` reduced in a fixed order. Each loaded `d`
+/// vector serves `KB` products and each loaded `x` vector `RB`. The blocking never changes
+/// the arithmetic: every `dw` entry sums its lanes over `j` in order, then [`reduce`]s them,
+/// then adds the tail columns one by one.
 #[inline(always)]
 fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
     d: &[f32],
@@ -113,38 +121,28 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
     let full = ncols / JB * JB;
     for r0 in (0..rows).step_by(RB) {
         for k0 in (0..kdim).step_by(KB) {
-            let mut acc = [[0.0f32; JB]; KB];
-            let mut acc2 = [[0.0f32; JB]; KB];
-            // Rows in pairs: each loaded `x` vector serves two rows.
-            debug_assert!(RB % 2 == 0);
-            let mut tails = [[0.0f32; KB]; RB];
-            for rp in (0..RB).step_by(2) {
-                acc.iter_mut().for_each(|a| *a = [0.0; JB]);
-                acc2.iter_mut().for_each(|a| *a = [0.0; JB]);
-                let d0 = &d[(r0 + rp) * ld.a..(r0 + rp) * ld.a + ncols];
-                let d1 = &d[(r0 + rp + 1) * ld.a..(r0 + rp + 1) * ld.a + ncols];
-                let mut j0 = 0;
-                while j0 < full {
-                    let a: &[f32; JB] = d0[j0..j0 + JB].try_into().unwrap();
-                    let b: &[f32; JB] = d1[j0..j0 + JB].try_into().unwrap();
-                    for k in 0..KB {
-                        let xr = &x[(k0 + k) * ld.b..(k0 + k) * ld.b + ncols];
-                        let c: &[f32; JB] = xr[j0..j0 + JB].try_into().unwrap();
-                        for j in 0..JB {
-                            acc[k][j] = madd::<FMA>(a[j], c[j], acc[k][j]);
-                            acc2[k][j] = madd::<FMA>(b[j], c[j], acc2[k][j]);
-                        }
-                    }
-                    j0 += JB;
+            let mut acc = [[[0.0f32; JB]; KB]; RB];
+            let mut j0 = 0;
+            while j0 < full {
+                let mut a = [[0.0f32; JB]; RB];
+                for r in 0..RB {
+                    let o = (r0 + r) * ld.a + j0;
+                    a[r] = d[o..o + JB].try_into().unwrap();
                 }
                 for k in 0..KB {
-                    tails[rp][k] = reduce::<JB>(acc[k]);
-                    tails[rp + 1][k] = reduce::<JB>(acc2[k]);
+                    let o = (k0 + k) * ld.b + j0;
+                    let c: &[f32; JB] = x[o..o + JB].try_into().unwrap();
+                    for r in 0..RB {
+                        for j in 0..JB {
+                            acc[r][k][j] = madd::<FMA>(a[r][j], c[j], acc[r][k][j]);
+                        }
+                    }
                 }
+                j0 += JB;
             }
             for r in 0..RB {
                 for k in 0..KB {
-                    let mut s = tails[r][k];
+                    let mut s = reduce::<JB>(acc[r][k]);
                     for j in full..ncols {
                         s = madd::<FMA>(d[(r0 + r) * ld.a + j], x[(k0 + k) * ld.b + j], s);
                     }
@@ -152,6 +150,27 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
                 }
             }
         }
+    }
+}
+
+/// [`dxt_impl`] with the widest row block that divides `rows` (`kdim % 5 == 0`, `rows` even
+/// or a multiple of 3).
+#[inline(always)]
+fn dxt_pick<const JB: usize, const FMA: bool>(
+    d: &[f32],
+    rows: usize,
+    x: &[f32],
+    kdim: usize,
+    ncols: usize,
+    dw: &mut [f32],
+    ld: Ld,
+) {
+    if rows % 4 == 0 {
+        dxt_impl::<JB, 4, 5, FMA>(d, rows, x, kdim, ncols, dw, ld)
+    } else if rows % 3 == 0 {
+        dxt_impl::<JB, 3, 5, FMA>(d, rows, x, kdim, ncols, dw, ld)
+    } else {
+        dxt_impl::<JB, 2, 5, FMA>(d, rows, x, kdim, ncols, dw, ld)
     }
 }
 
@@ -236,7 +255,7 @@ mod simd {
         dw: &mut [f32],
         ld: Ld,
     ) {
-        dxt_impl::<16, 2, 5, true>(d, rows, x, kdim, ncols, dw, ld)
+        dxt_pick::<16, true>(d, rows, x, kdim, ncols, dw, ld)
     }
 
     /// # Safety
@@ -251,7 +270,38 @@ mod simd {
         dw: &mut [f32],
         ld: Ld,
     ) {
-        dxt_impl::<8, 2, 5, true>(d, rows, x, kdim, ncols, dw, ld)
+        dxt_pick::<8, true>(d, rows, x, kdim, ncols, dw, ld)
+    }
+}
+
+/// A zeroed f32 buffer whose first element sits on a 64-byte boundary (a cache line and an
+/// AVX-512 vector), so the kernels' vector loads never straddle two lines.
+#[derive(Clone, Debug)]
+pub struct Aligned {
+    buf: Vec<f32>,
+    off: usize,
+    len: usize,
+}
+
+impl Aligned {
+    /// `len` zeros.
+    pub fn zeros(len: usize) -> Self {
+        let buf = vec![0.0f32; len + 16];
+        let off = buf.as_ptr().align_offset(64).min(16);
+        Aligned { buf, off, len }
+    }
+}
+
+impl std::ops::Deref for Aligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+impl std::ops::DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.off..self.off + self.len]
     }
 }
 
@@ -333,7 +383,7 @@ pub fn dxt_ld(
     assert!(rows == 0 || d.len() >= (rows - 1) * ld.a + ncols);
     assert!(kdim == 0 || x.len() >= (kdim - 1) * ld.b + ncols);
     assert!(dw.len() >= rows * kdim);
-    if rows % 2 != 0 || kdim % 5 != 0 {
+    if (rows % 2 != 0 && rows % 3 != 0) || kdim % 5 != 0 {
         for r in 0..rows {
             for k in 0..kdim {
                 dw[r * kdim + k] =
@@ -350,7 +400,7 @@ pub fn dxt_ld(
         Isa::Avx2 => return unsafe { simd::dxt_avx2(d, rows, x, kdim, ncols, dw, ld) },
         Isa::Base => {}
     }
-    dxt_impl::<4, 2, 5, false>(d, rows, x, kdim, ncols, dw, ld)
+    dxt_pick::<4, false>(d, rows, x, kdim, ncols, dw, ld)
 }
 
 #[cfg(test)]
@@ -467,5 +517,20 @@ mod tests {
             assert!(yp[r * ld + ncols..(r + 1) * ld].iter().all(|v| v.is_nan()));
         }
         assert_eq!(dw, dwp);
+    }
+
+    #[test]
+    fn row_blocking_never_changes_the_bits() {
+        let (rows, kdim, ncols) = (12, 10, 16 * 7 + 5);
+        let ld = Ld { a: ncols, b: ncols };
+        let d = data(rows * ncols, 0.37);
+        let x = data(kdim * ncols, 0.113);
+        let mut want = vec![0.0; rows * kdim];
+        dxt_impl::<16, 2, 5, false>(&d, rows, &x, kdim, ncols, &mut want, ld);
+        let mut got = vec![0.0; rows * kdim];
+        dxt_impl::<16, 3, 5, false>(&d, rows, &x, kdim, ncols, &mut got, ld);
+        assert_eq!(got, want);
+        dxt_impl::<16, 4, 5, false>(&d, rows, &x, kdim, ncols, &mut got, ld);
+        assert_eq!(got, want);
     }
 }

@@ -6,7 +6,7 @@
 //! runs per sample.
 
 use super::conv::{self, ConvShape};
-use super::kernels::Ld;
+use super::kernels::{Aligned, Ld};
 use super::linear;
 
 /// conv1 shape.
@@ -87,34 +87,34 @@ pub struct Workspace {
     cap_n: usize,
     cap_s: usize,
     /// Normalised input images, `[n][784]`; the caller fills it.
-    pub x: Vec<f32>,
-    col1: Vec<f32>,
-    w1s: Vec<f32>,
-    b1s: Vec<f32>,
-    y1: Vec<f32>,
-    p1: Vec<f32>,
+    pub x: Aligned,
+    col1: Aligned,
+    w1s: Aligned,
+    b1s: Aligned,
+    y1: Aligned,
+    p1: Aligned,
     arg1: Vec<u8>,
-    col2: Vec<f32>,
-    y2: Vec<f32>,
-    p2: Vec<f32>,
+    col2: Aligned,
+    y2: Aligned,
+    p2: Aligned,
     arg2: Vec<u8>,
-    h1: Vec<f32>,
-    h2: Vec<f32>,
+    h1: Aligned,
+    h2: Aligned,
     /// Logits of the last [`Workspace::tail_forward`], `[n][10]`.
-    pub logits: Vec<f32>,
+    pub logits: Aligned,
     back: Option<Back>,
 }
 
 struct Back {
-    dlogits: Vec<f32>,
-    dh2: Vec<f32>,
-    dh1: Vec<f32>,
-    dp2: Vec<f32>,
-    dy2: Vec<f32>,
-    dcol2: Vec<f32>,
-    dp1: Vec<f32>,
-    dy1: Vec<f32>,
-    dw1s: Vec<f32>,
+    dlogits: Aligned,
+    dh2: Aligned,
+    dh1: Aligned,
+    dp2: Aligned,
+    dy2: Aligned,
+    dcol2: Aligned,
+    dp1: Aligned,
+    dy1: Aligned,
+    dw1s: Aligned,
 }
 
 /// Per-sample result of the softmax cross-entropy.
@@ -134,33 +134,33 @@ impl Workspace {
         let n1 = padded(n * C1.positions());
         let n2 = padded(n * C2.positions());
         let back = backward.then(|| Back {
-            dlogits: vec![0.0; n * OUT],
-            dh2: vec![0.0; n * H2],
-            dh1: vec![0.0; n * H1],
-            dp2: vec![0.0; n * FEAT],
-            dy2: vec![0.0; 16 * n2],
-            dcol2: vec![0.0; C2.kdim() * n2],
-            dp1: vec![0.0; n * P1],
-            dy1: vec![0.0; s * 6 * n1],
-            dw1s: vec![0.0; s * 150],
+            dlogits: Aligned::zeros(n * OUT),
+            dh2: Aligned::zeros(n * H2),
+            dh1: Aligned::zeros(n * H1),
+            dp2: Aligned::zeros(n * FEAT),
+            dy2: Aligned::zeros(16 * n2),
+            dcol2: Aligned::zeros(C2.kdim() * n2),
+            dp1: Aligned::zeros(n * P1),
+            dy1: Aligned::zeros(s * 6 * n1),
+            dw1s: Aligned::zeros(s * 150),
         });
         Workspace {
             cap_n,
             cap_s,
-            x: vec![0.0; n * IN],
-            col1: vec![0.0; C1.kdim() * n1],
-            w1s: vec![0.0; s * 150],
-            b1s: vec![0.0; s * 6],
-            y1: vec![0.0; s * 6 * n1],
-            p1: vec![0.0; s * n * P1],
+            x: Aligned::zeros(n * IN),
+            col1: Aligned::zeros(C1.kdim() * n1),
+            w1s: Aligned::zeros(s * 150),
+            b1s: Aligned::zeros(s * 6),
+            y1: Aligned::zeros(s * 6 * n1),
+            p1: Aligned::zeros(s * n * P1),
             arg1: vec![0; s * n * P1],
-            col2: vec![0.0; C2.kdim() * n2],
-            y2: vec![0.0; 16 * n2],
-            p2: vec![0.0; n * FEAT],
+            col2: Aligned::zeros(C2.kdim() * n2),
+            y2: Aligned::zeros(16 * n2),
+            p2: Aligned::zeros(n * FEAT),
             arg2: vec![0; n * FEAT],
-            h1: vec![0.0; n * H1],
-            h2: vec![0.0; n * H2],
-            logits: vec![0.0; n * OUT],
+            h1: Aligned::zeros(n * H1),
+            h2: Aligned::zeros(n * H2),
+            logits: Aligned::zeros(n * OUT),
             back,
         }
     }
