@@ -157,4 +157,13 @@ fn main() {
         ws.conv1(n, &refs);
     });
     println!("  of which conv1 fwd incl. im2col + pool: {t:8.1} µs");
+    let t = best(|| ws.tail_forward(n, 0, refs[0]));
+    println!("  tail forward (1 sample): {t:8.1} µs");
+    let t = best(|| {
+        ws.softmax_ce(n, &labels, 0.01);
+        ws.tail_backward(n, 0, refs[0], &mut grads[0]);
+    });
+    println!("  tail backward (1 sample): {t:8.1} µs");
+    let t = best(|| ws.conv1_backward(n, 3, &mut grads));
+    println!("  conv1 backward (3 samples): {t:8.1} µs");
 }

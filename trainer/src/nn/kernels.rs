@@ -118,37 +118,55 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
     dw: &mut [f32],
     ld: Ld,
 ) {
+    // Columns in chunks of `CJ`: a chunk of `d` (rows × CJ) stays in L1 while the `x` rows
+    // stream past it once; the lane sums live in `lanes` between chunks (stored and reloaded
+    // exactly, so the chunking does not change the sums).
+    const CJ: usize = 256;
     let full = ncols / JB * JB;
-    for r0 in (0..rows).step_by(RB) {
+    let mut lanes = vec![[0.0f32; JB]; rows * kdim];
+    for c0 in (0..full).step_by(CJ) {
+        let c1 = (c0 + CJ).min(full);
         for k0 in (0..kdim).step_by(KB) {
-            let mut acc = [[[0.0f32; JB]; KB]; RB];
-            let mut j0 = 0;
-            while j0 < full {
-                let mut a = [[0.0f32; JB]; RB];
+            for r0 in (0..rows).step_by(RB) {
+                let mut acc = [[[0.0f32; JB]; KB]; RB];
                 for r in 0..RB {
-                    let o = (r0 + r) * ld.a + j0;
-                    a[r] = d[o..o + JB].try_into().unwrap();
+                    for k in 0..KB {
+                        acc[r][k] = lanes[(r0 + r) * kdim + k0 + k];
+                    }
                 }
-                for k in 0..KB {
-                    let o = (k0 + k) * ld.b + j0;
-                    let c: &[f32; JB] = x[o..o + JB].try_into().unwrap();
+                let mut j0 = c0;
+                while j0 < c1 {
+                    let mut a = [[0.0f32; JB]; RB];
                     for r in 0..RB {
-                        for j in 0..JB {
-                            acc[r][k][j] = madd::<FMA>(a[r][j], c[j], acc[r][k][j]);
+                        let o = (r0 + r) * ld.a + j0;
+                        a[r] = d[o..o + JB].try_into().unwrap();
+                    }
+                    for k in 0..KB {
+                        let o = (k0 + k) * ld.b + j0;
+                        let c: &[f32; JB] = x[o..o + JB].try_into().unwrap();
+                        for r in 0..RB {
+                            for j in 0..JB {
+                                acc[r][k][j] = madd::<FMA>(a[r][j], c[j], acc[r][k][j]);
+                            }
                         }
                     }
+                    j0 += JB;
                 }
-                j0 += JB;
-            }
-            for r in 0..RB {
-                for k in 0..KB {
-                    let mut s = reduce::<JB>(acc[r][k]);
-                    for j in full..ncols {
-                        s = madd::<FMA>(d[(r0 + r) * ld.a + j], x[(k0 + k) * ld.b + j], s);
+                for r in 0..RB {
+                    for k in 0..KB {
+                        lanes[(r0 + r) * kdim + k0 + k] = acc[r][k];
                     }
-                    dw[(r0 + r) * kdim + k0 + k] = s;
                 }
             }
+        }
+    }
+    for r in 0..rows {
+        for k in 0..kdim {
+            let mut s = reduce::<JB>(lanes[r * kdim + k]);
+            for j in full..ncols {
+                s = madd::<FMA>(d[r * ld.a + j], x[k * ld.b + j], s);
+            }
+            dw[r * kdim + k] = s;
         }
     }
 }
