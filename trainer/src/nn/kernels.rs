@@ -184,7 +184,9 @@ fn dxt_pick<const JB: usize, const FMA: bool>(
     dw: &mut [f32],
     ld: Ld,
 ) {
-    if rows % 4 == 0 {
+    if rows % 4 == 0 && kdim % 6 == 0 {
+        dxt_impl::<JB, 4, 6, FMA>(d, rows, x, kdim, ncols, dw, ld)
+    } else if rows % 4 == 0 {
         dxt_impl::<JB, 4, 5, FMA>(d, rows, x, kdim, ncols, dw, ld)
     } else if rows % 3 == 0 {
         dxt_impl::<JB, 3, 5, FMA>(d, rows, x, kdim, ncols, dw, ld)
@@ -540,7 +542,7 @@ mod tests {
 
     #[test]
     fn row_blocking_never_changes_the_bits() {
-        let (rows, kdim, ncols) = (12, 10, 16 * 7 + 5);
+        let (rows, kdim, ncols) = (12, 30, 16 * 70 + 5);
         let ld = Ld { a: ncols, b: ncols };
         let d = data(rows * ncols, 0.37);
         let x = data(kdim * ncols, 0.113);
@@ -550,6 +552,8 @@ mod tests {
         dxt_impl::<16, 3, 5, false>(&d, rows, &x, kdim, ncols, &mut got, ld);
         assert_eq!(got, want);
         dxt_impl::<16, 4, 5, false>(&d, rows, &x, kdim, ncols, &mut got, ld);
+        assert_eq!(got, want);
+        dxt_impl::<16, 4, 6, false>(&d, rows, &x, kdim, ncols, &mut got, ld);
         assert_eq!(got, want);
     }
 }
