@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use trainer::nn::conv::{self, ConvShape};
-use trainer::nn::kernels::{dxt, wx};
+use trainer::nn::kernels::{dxt, dxt_ld, wx, wx_ld, Aligned, Ld};
 use trainer::nn::lenet::{Workspace, PARAMS};
 
 fn best(mut f: impl FnMut()) -> f64 {
@@ -56,6 +56,19 @@ fn main() {
             "conv2 fwd padded ld {c}: {t:8.1} µs {:.1} GFLOP/s",
             fl(16, 150, c, t)
         );
+    }
+    for pad in [0usize, 16, 32, 48, 64, 96, 128] {
+        let ld = c2 + pad;
+        let (colp, mut yp) = (v(150 * ld), v(16 * ld));
+        let l = Ld { a: ld, b: ld };
+        let t = best(|| wx_ld(&w2, 16, 150, &colp, c2, &mut yp, l));
+        let t2 = best(|| dxt_ld(&yp, 16, &colp, 150, c2, &mut dw, l));
+        let (mut cola, mut ya) = (Aligned::zeros(150 * ld), Aligned::zeros(16 * ld));
+        cola.copy_from_slice(&colp);
+        ya.copy_from_slice(&yp);
+        let t3 = best(|| wx_ld(&w2, 16, 150, &cola, c2, &mut ya, l));
+        let t4 = best(|| dxt_ld(&ya, 16, &cola, 150, c2, &mut dw, l));
+        println!("conv2 ld {ld}: fwd {t:6.1} µs, dW {t2:6.1} µs; aligned fwd {t3:6.1} dW {t4:6.1}");
     }
     let t = best(|| dxt(&y1, 18, &col1, 25, c1, &mut dw[..450]));
     println!(
@@ -144,4 +157,13 @@ fn main() {
         ws.conv1(n, &refs);
     });
     println!("  of which conv1 fwd incl. im2col + pool: {t:8.1} µs");
+    let t = best(|| ws.tail_forward(n, 0, refs[0]));
+    println!("  tail forward (1 sample): {t:8.1} µs");
+    let t = best(|| {
+        ws.softmax_ce(n, &labels, 0.01);
+        ws.tail_backward(n, 0, refs[0], &mut grads[0]);
+    });
+    println!("  tail backward (1 sample): {t:8.1} µs");
+    let t = best(|| ws.conv1_backward(n, 3, &mut grads));
+    println!("  conv1 backward (3 samples): {t:8.1} µs");
 }

@@ -5,7 +5,7 @@
 //! `[c·k·k][n·oh·ow]` (row = (channel, ky, kx), column = (image, oy, ox)); the GEMM output is
 //! channel-major `[cout][n·oh·ow]`.
 
-use super::kernels;
+use super::kernels::{self, Ld};
 
 /// Shape of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -37,10 +37,16 @@ impl ConvShape {
 
 /// Builds the column matrix of `n` images `x: [n][cin][h][h]` into `col`.
 pub fn im2col(s: ConvShape, x: &[f32], n: usize, col: &mut [f32]) {
+    im2col_ld(s, x, n, col, n * s.positions());
+}
+
+/// [`im2col`] with the column matrix's rows `ld ≥ n·oh·ow` apart.
+pub fn im2col_ld(s: ConvShape, x: &[f32], n: usize, col: &mut [f32], ld: usize) {
+    assert!(ld >= n * s.positions());
     match s.oh() {
-        24 => im2col_impl::<24>(s, x, n, col),
-        8 => im2col_impl::<8>(s, x, n, col),
-        _ => im2col_impl::<0>(s, x, n, col),
+        24 => im2col_impl::<24>(s, x, n, col, ld),
+        8 => im2col_impl::<8>(s, x, n, col, ld),
+        _ => im2col_impl::<0>(s, x, n, col, ld),
     }
 }
 
@@ -48,7 +54,7 @@ pub fn im2col(s: ConvShape, x: &[f32], n: usize, col: &mut [f32]) {
 // Rows are 8 or 24 values: an inlined loop beats a `memcpy` call.
 #[allow(clippy::manual_memcpy)]
 #[inline(always)]
-fn im2col_impl<const OH: usize>(s: ConvShape, x: &[f32], n: usize, col: &mut [f32]) {
+fn im2col_impl<const OH: usize>(s: ConvShape, x: &[f32], n: usize, col: &mut [f32], ld: usize) {
     let (h, k) = (s.h, s.k);
     let oh = if OH > 0 { OH } else { s.oh() };
     let ncols = n * oh * oh;
@@ -56,7 +62,7 @@ fn im2col_impl<const OH: usize>(s: ConvShape, x: &[f32], n: usize, col: &mut [f3
         for ky in 0..k {
             for kx in 0..k {
                 let row = (c * k + ky) * k + kx;
-                let dst = &mut col[row * ncols..(row + 1) * ncols];
+                let dst = &mut col[row * ld..row * ld + ncols];
                 for i in 0..n {
                     let plane = &x[(i * s.cin + c) * h * h..(i * s.cin + c + 1) * h * h];
                     for oy in 0..oh {
@@ -75,15 +81,21 @@ fn im2col_impl<const OH: usize>(s: ConvShape, x: &[f32], n: usize, col: &mut [f3
 /// Adjoint of [`im2col`]: `dx = Σ` of the column gradients at their input positions
 /// (overwrites `dx: [n][cin][h][h]`).
 pub fn col2im(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32]) {
+    col2im_ld(s, dcol, n, dx, n * s.positions());
+}
+
+/// [`col2im`] with the column gradient's rows `ld ≥ n·oh·ow` apart.
+pub fn col2im_ld(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32], ld: usize) {
+    assert!(ld >= n * s.positions());
     match s.oh() {
-        24 => col2im_impl::<24>(s, dcol, n, dx),
-        8 => col2im_impl::<8>(s, dcol, n, dx),
-        _ => col2im_impl::<0>(s, dcol, n, dx),
+        24 => col2im_impl::<24>(s, dcol, n, dx, ld),
+        8 => col2im_impl::<8>(s, dcol, n, dx, ld),
+        _ => col2im_impl::<0>(s, dcol, n, dx, ld),
     }
 }
 
 #[inline(always)]
-fn col2im_impl<const OH: usize>(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32]) {
+fn col2im_impl<const OH: usize>(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [f32], ld: usize) {
     let (h, k) = (s.h, s.k);
     let oh = if OH > 0 { OH } else { s.oh() };
     let ncols = n * oh * oh;
@@ -92,7 +104,7 @@ fn col2im_impl<const OH: usize>(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [
         for ky in 0..k {
             for kx in 0..k {
                 let row = (c * k + ky) * k + kx;
-                let src = &dcol[row * ncols..(row + 1) * ncols];
+                let src = &dcol[row * ld..row * ld + ncols];
                 for i in 0..n {
                     let plane = &mut dx[(i * s.cin + c) * h * h..(i * s.cin + c + 1) * h * h];
                     for oy in 0..oh {
@@ -111,6 +123,32 @@ fn col2im_impl<const OH: usize>(s: ConvShape, dcol: &[f32], n: usize, dx: &mut [
 /// `y[rows][ncols] = W[rows][kdim] · col[kdim][ncols]` (no bias: the pooling adds it).
 pub fn conv_gemm(w: &[f32], rows: usize, kdim: usize, col: &[f32], ncols: usize, y: &mut [f32]) {
     kernels::wx(w, rows, kdim, col, ncols, y);
+}
+
+/// [`conv_gemm`] with `col` rows `ld.a` and `y` rows `ld.b` apart.
+pub fn conv_gemm_ld(
+    w: &[f32],
+    rows: usize,
+    kdim: usize,
+    col: &[f32],
+    ncols: usize,
+    y: &mut [f32],
+    ld: Ld,
+) {
+    kernels::wx_ld(w, rows, kdim, col, ncols, y, ld);
+}
+
+/// [`conv_grad_w`] with `dy` rows `ld.a` and `col` rows `ld.b` apart.
+pub fn conv_grad_w_ld(
+    dy: &[f32],
+    rows: usize,
+    col: &[f32],
+    kdim: usize,
+    ncols: usize,
+    dw: &mut [f32],
+    ld: Ld,
+) {
+    kernels::dxt_ld(dy, rows, col, kdim, ncols, dw, ld);
 }
 
 /// `dW[rows][kdim] = dY[rows][ncols] · colᵀ` (overwrites).
@@ -134,13 +172,26 @@ pub fn conv_grad_col(
     ncols: usize,
     dcol: &mut [f32],
 ) {
+    conv_grad_col_ld(w, rows, kdim, dy, ncols, dcol, Ld { a: ncols, b: ncols });
+}
+
+/// [`conv_grad_col`] with `dy` rows `ld.a` and `dcol` rows `ld.b` apart.
+pub fn conv_grad_col_ld(
+    w: &[f32],
+    rows: usize,
+    kdim: usize,
+    dy: &[f32],
+    ncols: usize,
+    dcol: &mut [f32],
+    ld: Ld,
+) {
     let mut wt = vec![0.0f32; kdim * rows];
     for r in 0..rows {
         for k in 0..kdim {
             wt[k * rows + r] = w[r * kdim + k];
         }
     }
-    kernels::wx(&wt, kdim, rows, dy, ncols, dcol);
+    kernels::wx_ld(&wt, kdim, rows, dy, ncols, dcol, ld);
 }
 
 /// Fused bias + ReLU + 2×2/2 max-pool of one `side × side` plane: `out = max(0, max(y) + b)`,

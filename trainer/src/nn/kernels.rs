@@ -48,26 +48,32 @@ fn wx_impl<const JB: usize, const RB: usize, const FMA: bool>(
     x: &[f32],
     ncols: usize,
     y: &mut [f32],
+    ld: Ld,
 ) {
-    for r0 in (0..rows).step_by(RB) {
-        let wb = &w[r0 * kdim..(r0 + RB) * kdim];
-        let mut j0 = 0;
-        while j0 + JB <= ncols {
-            wx_block::<JB, RB, FMA>(wb, kdim, x, ncols, y, r0, j0);
-            j0 += JB;
+    // Column blocks outermost: a block of `x` (kdim × JB) stays in L1 while every row block
+    // uses it, so `x` streams from memory once.
+    let mut j0 = 0;
+    while j0 + JB <= ncols {
+        for r0 in (0..rows).step_by(RB) {
+            let wb = &w[r0 * kdim..(r0 + RB) * kdim];
+            wx_block::<JB, RB, FMA>(wb, kdim, x, y, ld, r0, j0);
         }
-        while j0 + 16 <= ncols {
-            wx_block::<16, RB, FMA>(wb, kdim, x, ncols, y, r0, j0);
-            j0 += 16;
+        j0 += JB;
+    }
+    while j0 + 16 <= ncols {
+        for r0 in (0..rows).step_by(RB) {
+            let wb = &w[r0 * kdim..(r0 + RB) * kdim];
+            wx_block::<16, RB, FMA>(wb, kdim, x, y, ld, r0, j0);
         }
-        for r in 0..RB {
-            for j in j0..ncols {
-                let mut s = 0.0f32;
-                for k in 0..kdim {
-                    s = madd::<FMA>(wb[r * kdim + k], x[k * ncols + j], s);
-                }
-                y[(r0 + r) * ncols + j] = s;
+        j0 += 16;
+    }
+    for r in 0..rows {
+        for j in j0..ncols {
+            let mut s = 0.0f32;
+            for k in 0..kdim {
+                s = madd::<FMA>(w[r * kdim + k], x[k * ld.a + j], s);
             }
+            y[r * ld.b + j] = s;
         }
     }
 }
@@ -77,14 +83,14 @@ fn wx_block<const JB: usize, const RB: usize, const FMA: bool>(
     wb: &[f32],
     kdim: usize,
     x: &[f32],
-    ncols: usize,
     y: &mut [f32],
+    ld: Ld,
     r0: usize,
     j0: usize,
 ) {
     let mut acc = [[0.0f32; JB]; RB];
     for k in 0..kdim {
-        let c: &[f32; JB] = x[k * ncols + j0..k * ncols + j0 + JB].try_into().unwrap();
+        let c: &[f32; JB] = x[k * ld.a + j0..k * ld.a + j0 + JB].try_into().unwrap();
         for r in 0..RB {
             let wv = wb[r * kdim + k];
             for j in 0..JB {
@@ -93,12 +99,15 @@ fn wx_block<const JB: usize, const RB: usize, const FMA: bool>(
         }
     }
     for r in 0..RB {
-        y[(r0 + r) * ncols + j0..(r0 + r) * ncols + j0 + JB].copy_from_slice(&acc[r]);
+        y[(r0 + r) * ld.b + j0..(r0 + r) * ld.b + j0 + JB].copy_from_slice(&acc[r]);
     }
 }
 
 /// `dw[rows][kdim] = d[rows][ncols] · x[kdim][ncols]ᵀ`, blocks of `RB` rows × `KB` columns of
-/// `dw`, lane-parallel partial sums of width `JB` reduced in a fixed order.
+/// `dw`, lane-parallel partial sums of width `JB` reduced in a fixed order. Each loaded `d`
+/// vector serves `KB` products and each loaded `x` vector `RB`. The blocking never changes
+/// the arithmetic: every `dw` entry sums its lanes over `j` in order, then [`reduce`]s them,
+/// then adds the tail columns one by one.
 #[inline(always)]
 fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
     d: &[f32],
@@ -107,49 +116,82 @@ fn dxt_impl<const JB: usize, const RB: usize, const KB: usize, const FMA: bool>(
     kdim: usize,
     ncols: usize,
     dw: &mut [f32],
+    ld: Ld,
 ) {
+    // Columns in chunks of `CJ` (1024 measured best of 128..2048 on the conv shapes), row
+    // blocks innermost: a chunk of `d` stays in cache while the `x` rows stream past it once.
+    // The lane sums live in `lanes` between chunks (stored and reloaded exactly, so the
+    // chunking does not change the sums).
+    const CJ: usize = 1024;
     let full = ncols / JB * JB;
-    for r0 in (0..rows).step_by(RB) {
+    let mut lanes = vec![[0.0f32; JB]; rows * kdim];
+    for c0 in (0..full).step_by(CJ) {
+        let c1 = (c0 + CJ).min(full);
         for k0 in (0..kdim).step_by(KB) {
-            let mut acc = [[0.0f32; JB]; KB];
-            let mut acc2 = [[0.0f32; JB]; KB];
-            // Rows in pairs: each loaded `x` vector serves two rows.
-            debug_assert!(RB % 2 == 0);
-            let mut tails = [[0.0f32; KB]; RB];
-            for rp in (0..RB).step_by(2) {
-                acc.iter_mut().for_each(|a| *a = [0.0; JB]);
-                acc2.iter_mut().for_each(|a| *a = [0.0; JB]);
-                let d0 = &d[(r0 + rp) * ncols..(r0 + rp + 1) * ncols];
-                let d1 = &d[(r0 + rp + 1) * ncols..(r0 + rp + 2) * ncols];
-                let mut j0 = 0;
-                while j0 < full {
-                    let a: &[f32; JB] = d0[j0..j0 + JB].try_into().unwrap();
-                    let b: &[f32; JB] = d1[j0..j0 + JB].try_into().unwrap();
+            for r0 in (0..rows).step_by(RB) {
+                let mut acc = [[[0.0f32; JB]; KB]; RB];
+                for r in 0..RB {
                     for k in 0..KB {
-                        let xr = &x[(k0 + k) * ncols..(k0 + k + 1) * ncols];
-                        let c: &[f32; JB] = xr[j0..j0 + JB].try_into().unwrap();
-                        for j in 0..JB {
-                            acc[k][j] = madd::<FMA>(a[j], c[j], acc[k][j]);
-                            acc2[k][j] = madd::<FMA>(b[j], c[j], acc2[k][j]);
+                        acc[r][k] = lanes[(r0 + r) * kdim + k0 + k];
+                    }
+                }
+                let mut j0 = c0;
+                while j0 < c1 {
+                    let mut a = [[0.0f32; JB]; RB];
+                    for r in 0..RB {
+                        let o = (r0 + r) * ld.a + j0;
+                        a[r] = d[o..o + JB].try_into().unwrap();
+                    }
+                    for k in 0..KB {
+                        let o = (k0 + k) * ld.b + j0;
+                        let c: &[f32; JB] = x[o..o + JB].try_into().unwrap();
+                        for r in 0..RB {
+                            for j in 0..JB {
+                                acc[r][k][j] = madd::<FMA>(a[r][j], c[j], acc[r][k][j]);
+                            }
                         }
                     }
                     j0 += JB;
                 }
-                for k in 0..KB {
-                    tails[rp][k] = reduce::<JB>(acc[k]);
-                    tails[rp + 1][k] = reduce::<JB>(acc2[k]);
-                }
-            }
-            for r in 0..RB {
-                for k in 0..KB {
-                    let mut s = tails[r][k];
-                    for j in full..ncols {
-                        s = madd::<FMA>(d[(r0 + r) * ncols + j], x[(k0 + k) * ncols + j], s);
+                for r in 0..RB {
+                    for k in 0..KB {
+                        lanes[(r0 + r) * kdim + k0 + k] = acc[r][k];
                     }
-                    dw[(r0 + r) * kdim + k0 + k] = s;
                 }
             }
         }
+    }
+    for r in 0..rows {
+        for k in 0..kdim {
+            let mut s = reduce::<JB>(lanes[r * kdim + k]);
+            for j in full..ncols {
+                s = madd::<FMA>(d[r * ld.a + j], x[k * ld.b + j], s);
+            }
+            dw[r * kdim + k] = s;
+        }
+    }
+}
+
+/// [`dxt_impl`] with the widest row block that divides `rows` (`kdim % 5 == 0`, `rows` even
+/// or a multiple of 3).
+#[inline(always)]
+fn dxt_pick<const JB: usize, const FMA: bool>(
+    d: &[f32],
+    rows: usize,
+    x: &[f32],
+    kdim: usize,
+    ncols: usize,
+    dw: &mut [f32],
+    ld: Ld,
+) {
+    if rows % 4 == 0 && kdim % 6 == 0 {
+        dxt_impl::<JB, 4, 6, FMA>(d, rows, x, kdim, ncols, dw, ld)
+    } else if rows % 4 == 0 {
+        dxt_impl::<JB, 4, 5, FMA>(d, rows, x, kdim, ncols, dw, ld)
+    } else if rows % 3 == 0 {
+        dxt_impl::<JB, 3, 5, FMA>(d, rows, x, kdim, ncols, dw, ld)
+    } else {
+        dxt_impl::<JB, 2, 5, FMA>(d, rows, x, kdim, ncols, dw, ld)
     }
 }
 
@@ -167,10 +209,10 @@ fn reduce<const JB: usize>(mut lanes: [f32; JB]) -> f32 {
 }
 
 macro_rules! wx_blocks {
-    ($fma:literal, $w:ident, $rows:ident, $kdim:ident, $x:ident, $ncols:ident, $y:ident, [$(($rb:literal, $jb:literal)),*]) => {{
+    ($fma:literal, $w:ident, $rows:ident, $kdim:ident, $x:ident, $ncols:ident, $y:ident, $ld:ident, [$(($rb:literal, $jb:literal)),*]) => {{
         $(
             if $rows % $rb == 0 {
-                wx_impl::<$jb, $rb, $fma>($w, $rows, $kdim, $x, $ncols, $y);
+                wx_impl::<$jb, $rb, $fma>($w, $rows, $kdim, $x, $ncols, $y, $ld);
                 return true;
             }
         )*
@@ -192,6 +234,7 @@ mod simd {
         x: &[f32],
         ncols: usize,
         y: &mut [f32],
+        ld: Ld,
     ) -> bool {
         wx_blocks!(
             true,
@@ -201,7 +244,8 @@ mod simd {
             x,
             ncols,
             y,
-            [(6, 64), (8, 32), (4, 64)]
+            ld,
+            [(6, 64), (4, 64), (8, 32)]
         )
     }
 
@@ -215,8 +259,9 @@ mod simd {
         x: &[f32],
         ncols: usize,
         y: &mut [f32],
+        ld: Ld,
     ) -> bool {
-        wx_blocks!(true, w, rows, kdim, x, ncols, y, [(6, 16), (4, 16)])
+        wx_blocks!(true, w, rows, kdim, x, ncols, y, ld, [(6, 16), (4, 16)])
     }
 
     /// # Safety
@@ -229,8 +274,9 @@ mod simd {
         kdim: usize,
         ncols: usize,
         dw: &mut [f32],
+        ld: Ld,
     ) {
-        dxt_impl::<16, 2, 5, true>(d, rows, x, kdim, ncols, dw)
+        dxt_pick::<16, true>(d, rows, x, kdim, ncols, dw, ld)
     }
 
     /// # Safety
@@ -243,9 +289,53 @@ mod simd {
         kdim: usize,
         ncols: usize,
         dw: &mut [f32],
+        ld: Ld,
     ) {
-        dxt_impl::<8, 2, 5, true>(d, rows, x, kdim, ncols, dw)
+        dxt_pick::<8, true>(d, rows, x, kdim, ncols, dw, ld)
     }
+}
+
+/// A zeroed f32 buffer whose first element sits on a 64-byte boundary (a cache line and an
+/// AVX-512 vector), so the kernels' vector loads never straddle two lines.
+#[derive(Clone, Debug)]
+pub struct Aligned {
+    buf: Vec<f32>,
+    off: usize,
+    len: usize,
+}
+
+impl Aligned {
+    /// `len` zeros.
+    pub fn zeros(len: usize) -> Self {
+        let buf = vec![0.0f32; len + 16];
+        let off = buf.as_ptr().align_offset(64).min(16);
+        Aligned { buf, off, len }
+    }
+}
+
+impl std::ops::Deref for Aligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+impl std::ops::DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.off..self.off + self.len]
+    }
+}
+
+/// Row strides of a kernel's two column-indexed matrices: `a` for the first (`x` in [`wx_ld`],
+/// `d` in [`dxt_ld`]), `b` for the second (`y` in [`wx_ld`], `x` in [`dxt_ld`]). Padding a
+/// stride away from a multiple of 4 KiB keeps the rows from aliasing in the caches; it never
+/// changes the arithmetic.
+#[derive(Clone, Copy, Debug)]
+pub struct Ld {
+    /// Row stride of the first matrix.
+    pub a: usize,
+    /// Row stride of the second matrix.
+    pub b: usize,
 }
 
 /// `y[rows][ncols] = w[rows][kdim] · x[kdim][ncols]` (overwrites `y`).
@@ -253,27 +343,37 @@ mod simd {
 /// # Panics
 /// If a slice is too short.
 pub fn wx(w: &[f32], rows: usize, kdim: usize, x: &[f32], ncols: usize, y: &mut [f32]) {
-    assert!(w.len() >= rows * kdim && x.len() >= kdim * ncols && y.len() >= rows * ncols);
+    wx_ld(w, rows, kdim, x, ncols, y, Ld { a: ncols, b: ncols });
+}
+
+/// [`wx`] with `x` rows `ld.a` apart and `y` rows `ld.b` apart (both ≥ `ncols`).
+///
+/// # Panics
+/// If a slice is too short or a stride below `ncols`.
+pub fn wx_ld(w: &[f32], rows: usize, kdim: usize, x: &[f32], ncols: usize, y: &mut [f32], ld: Ld) {
+    assert!(ld.a >= ncols && ld.b >= ncols);
+    assert!(w.len() >= rows * kdim);
+    assert!(kdim == 0 || x.len() >= (kdim - 1) * ld.a + ncols);
+    assert!(rows == 0 || y.len() >= (rows - 1) * ld.b + ncols);
     #[cfg(target_arch = "x86_64")]
     {
         let done = match isa() {
             // SAFETY: the features these functions enable were detected on this CPU.
-            Isa::Avx512 => unsafe { simd::wx_avx512(w, rows, kdim, x, ncols, y) },
+            Isa::Avx512 => unsafe { simd::wx_avx512(w, rows, kdim, x, ncols, y, ld) },
             // SAFETY: as above.
-            Isa::Avx2 => unsafe { simd::wx_avx2(w, rows, kdim, x, ncols, y) },
+            Isa::Avx2 => unsafe { simd::wx_avx2(w, rows, kdim, x, ncols, y, ld) },
             Isa::Base => false,
         };
         if done {
             return;
         }
     }
-    let done = (|| wx_blocks!(false, w, rows, kdim, x, ncols, y, [(6, 8), (4, 8)]))();
+    let done = (|| wx_blocks!(false, w, rows, kdim, x, ncols, y, ld, [(6, 8), (4, 8)]))();
     if !done {
         // Odd shapes (tests, tiny layers): plain loops.
         for r in 0..rows {
             for j in 0..ncols {
-                y[r * ncols + j] =
-                    (0..kdim).fold(0.0, |s, k| s + w[r * kdim + k] * x[k * ncols + j]);
+                y[r * ld.b + j] = (0..kdim).fold(0.0, |s, k| s + w[r * kdim + k] * x[k * ld.a + j]);
             }
         }
     }
@@ -284,12 +384,31 @@ pub fn wx(w: &[f32], rows: usize, kdim: usize, x: &[f32], ncols: usize, y: &mut 
 /// # Panics
 /// If a slice is too short.
 pub fn dxt(d: &[f32], rows: usize, x: &[f32], kdim: usize, ncols: usize, dw: &mut [f32]) {
-    assert!(d.len() >= rows * ncols && x.len() >= kdim * ncols && dw.len() >= rows * kdim);
-    if rows % 2 != 0 || kdim % 5 != 0 {
+    dxt_ld(d, rows, x, kdim, ncols, dw, Ld { a: ncols, b: ncols });
+}
+
+/// [`dxt`] with `d` rows `ld.a` apart and `x` rows `ld.b` apart (both ≥ `ncols`).
+///
+/// # Panics
+/// If a slice is too short or a stride below `ncols`.
+pub fn dxt_ld(
+    d: &[f32],
+    rows: usize,
+    x: &[f32],
+    kdim: usize,
+    ncols: usize,
+    dw: &mut [f32],
+    ld: Ld,
+) {
+    assert!(ld.a >= ncols && ld.b >= ncols);
+    assert!(rows == 0 || d.len() >= (rows - 1) * ld.a + ncols);
+    assert!(kdim == 0 || x.len() >= (kdim - 1) * ld.b + ncols);
+    assert!(dw.len() >= rows * kdim);
+    if (rows % 2 != 0 && rows % 3 != 0) || kdim % 5 != 0 {
         for r in 0..rows {
             for k in 0..kdim {
                 dw[r * kdim + k] =
-                    (0..ncols).fold(0.0, |s, j| s + d[r * ncols + j] * x[k * ncols + j]);
+                    (0..ncols).fold(0.0, |s, j| s + d[r * ld.a + j] * x[k * ld.b + j]);
             }
         }
         return;
@@ -297,12 +416,12 @@ pub fn dxt(d: &[f32], rows: usize, x: &[f32], kdim: usize, ncols: usize, dw: &mu
     #[cfg(target_arch = "x86_64")]
     match isa() {
         // SAFETY: the features these functions enable were detected on this CPU.
-        Isa::Avx512 => return unsafe { simd::dxt_avx512(d, rows, x, kdim, ncols, dw) },
+        Isa::Avx512 => return unsafe { simd::dxt_avx512(d, rows, x, kdim, ncols, dw, ld) },
         // SAFETY: as above.
-        Isa::Avx2 => return unsafe { simd::dxt_avx2(d, rows, x, kdim, ncols, dw) },
+        Isa::Avx2 => return unsafe { simd::dxt_avx2(d, rows, x, kdim, ncols, dw, ld) },
         Isa::Base => {}
     }
-    dxt_impl::<4, 2, 5, false>(d, rows, x, kdim, ncols, dw)
+    dxt_pick::<4, false>(d, rows, x, kdim, ncols, dw, ld)
 }
 
 #[cfg(test)]
@@ -333,9 +452,25 @@ mod tests {
             wx(&w, rows, kdim, &x, ncols, &mut y);
             let mut y8 = vec![f32::NAN; rows * ncols];
             if rows % 6 == 0 {
-                wx_impl::<8, 6, false>(&w, rows, kdim, &x, ncols, &mut y8);
+                wx_impl::<8, 6, false>(
+                    &w,
+                    rows,
+                    kdim,
+                    &x,
+                    ncols,
+                    &mut y8,
+                    Ld { a: ncols, b: ncols },
+                );
             } else if rows % 4 == 0 {
-                wx_impl::<8, 4, false>(&w, rows, kdim, &x, ncols, &mut y8);
+                wx_impl::<8, 4, false>(
+                    &w,
+                    rows,
+                    kdim,
+                    &x,
+                    ncols,
+                    &mut y8,
+                    Ld { a: ncols, b: ncols },
+                );
             } else {
                 y8.copy_from_slice(&y);
             }
@@ -352,7 +487,15 @@ mod tests {
                 dxt(&d, rows, &x, kdim, ncols, &mut dw);
                 let mut dw4 = dw.clone();
                 if kdim % 5 == 0 && rows % 2 == 0 {
-                    dxt_impl::<4, 2, 5, false>(&d, rows, &x, kdim, ncols, &mut dw4);
+                    dxt_impl::<4, 2, 5, false>(
+                        &d,
+                        rows,
+                        &x,
+                        kdim,
+                        ncols,
+                        &mut dw4,
+                        Ld { a: ncols, b: ncols },
+                    );
                 }
                 for r in 0..rows {
                     for k in 0..kdim {
@@ -369,5 +512,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn padded_strides_give_the_same_bits() {
+        let (rows, kdim, ncols, pad) = (6, 25, 200, 24);
+        let ld = ncols + pad;
+        let w = data(rows * kdim, 0.7);
+        let x = data(kdim * ncols, 0.3);
+        let mut xp = vec![f32::NAN; kdim * ld];
+        for k in 0..kdim {
+            xp[k * ld..k * ld + ncols].copy_from_slice(&x[k * ncols..(k + 1) * ncols]);
+        }
+        let mut y = vec![0.0; rows * ncols];
+        wx(&w, rows, kdim, &x, ncols, &mut y);
+        let mut yp = vec![f32::NAN; rows * ld];
+        wx_ld(&w, rows, kdim, &xp, ncols, &mut yp, Ld { a: ld, b: ld });
+        let mut dw = vec![0.0; rows * kdim];
+        dxt(&y, rows, &x, kdim, ncols, &mut dw);
+        let mut dwp = vec![0.0; rows * kdim];
+        dxt_ld(&yp, rows, &xp, kdim, ncols, &mut dwp, Ld { a: ld, b: ld });
+        for r in 0..rows {
+            assert_eq!(y[r * ncols..(r + 1) * ncols], yp[r * ld..r * ld + ncols]);
+            // The padding itself is never written.
+            assert!(yp[r * ld + ncols..(r + 1) * ld].iter().all(|v| v.is_nan()));
+        }
+        assert_eq!(dw, dwp);
+    }
+
+    #[test]
+    fn row_blocking_never_changes_the_bits() {
+        let (rows, kdim, ncols) = (12, 30, 16 * 70 + 5);
+        let ld = Ld { a: ncols, b: ncols };
+        let d = data(rows * ncols, 0.37);
+        let x = data(kdim * ncols, 0.113);
+        let mut want = vec![0.0; rows * kdim];
+        dxt_impl::<16, 2, 5, false>(&d, rows, &x, kdim, ncols, &mut want, ld);
+        let mut got = vec![0.0; rows * kdim];
+        dxt_impl::<16, 3, 5, false>(&d, rows, &x, kdim, ncols, &mut got, ld);
+        assert_eq!(got, want);
+        dxt_impl::<16, 4, 5, false>(&d, rows, &x, kdim, ncols, &mut got, ld);
+        assert_eq!(got, want);
+        dxt_impl::<16, 4, 6, false>(&d, rows, &x, kdim, ncols, &mut got, ld);
+        assert_eq!(got, want);
     }
 }

@@ -6,6 +6,7 @@
 //! runs per sample.
 
 use super::conv::{self, ConvShape};
+use super::kernels::{Aligned, Ld};
 use super::linear;
 
 /// conv1 shape.
@@ -73,39 +74,49 @@ pub fn layer_of(i: usize) -> &'static LayerRange {
     LAYERS.iter().find(|l| i < l.end).unwrap_or(&LAYERS[4])
 }
 
+/// Row stride for a matrix of `cols` columns: rounded up to 16 and then padded by 32 floats,
+/// so consecutive rows are never a multiple of 4 KiB apart. Measured on the training shapes,
+/// this padding changes nothing once the buffers are 64-byte aligned ([`Aligned`]); it is kept
+/// as a guard against cache-set aliasing on other CPUs. Only addresses change, never the
+/// arithmetic.
+pub const fn padded(cols: usize) -> usize {
+    cols.div_ceil(16) * 16 + PAD
+}
+const PAD: usize = 32;
+
 /// Buffers for a shard of up to `cap_n` images and `cap_s` samples.
 pub struct Workspace {
     cap_n: usize,
     cap_s: usize,
     /// Normalised input images, `[n][784]`; the caller fills it.
-    pub x: Vec<f32>,
-    col1: Vec<f32>,
-    w1s: Vec<f32>,
-    b1s: Vec<f32>,
-    y1: Vec<f32>,
-    p1: Vec<f32>,
+    pub x: Aligned,
+    col1: Aligned,
+    w1s: Aligned,
+    b1s: Aligned,
+    y1: Aligned,
+    p1: Aligned,
     arg1: Vec<u8>,
-    col2: Vec<f32>,
-    y2: Vec<f32>,
-    p2: Vec<f32>,
+    col2: Aligned,
+    y2: Aligned,
+    p2: Aligned,
     arg2: Vec<u8>,
-    h1: Vec<f32>,
-    h2: Vec<f32>,
+    h1: Aligned,
+    h2: Aligned,
     /// Logits of the last [`Workspace::tail_forward`], `[n][10]`.
-    pub logits: Vec<f32>,
+    pub logits: Aligned,
     back: Option<Back>,
 }
 
 struct Back {
-    dlogits: Vec<f32>,
-    dh2: Vec<f32>,
-    dh1: Vec<f32>,
-    dp2: Vec<f32>,
-    dy2: Vec<f32>,
-    dcol2: Vec<f32>,
-    dp1: Vec<f32>,
-    dy1: Vec<f32>,
-    dw1s: Vec<f32>,
+    dlogits: Aligned,
+    dh2: Aligned,
+    dh1: Aligned,
+    dp2: Aligned,
+    dy2: Aligned,
+    dcol2: Aligned,
+    dp1: Aligned,
+    dy1: Aligned,
+    dw1s: Aligned,
 }
 
 /// Per-sample result of the softmax cross-entropy.
@@ -122,36 +133,36 @@ impl Workspace {
     /// buffers.
     pub fn new(cap_n: usize, cap_s: usize, backward: bool) -> Self {
         let (n, s) = (cap_n, cap_s);
-        let n1 = n * C1.positions();
-        let n2 = n * C2.positions();
+        let n1 = padded(n * C1.positions());
+        let n2 = padded(n * C2.positions());
         let back = backward.then(|| Back {
-            dlogits: vec![0.0; n * OUT],
-            dh2: vec![0.0; n * H2],
-            dh1: vec![0.0; n * H1],
-            dp2: vec![0.0; n * FEAT],
-            dy2: vec![0.0; 16 * n2],
-            dcol2: vec![0.0; C2.kdim() * n2],
-            dp1: vec![0.0; n * P1],
-            dy1: vec![0.0; s * 6 * n1],
-            dw1s: vec![0.0; s * 150],
+            dlogits: Aligned::zeros(n * OUT),
+            dh2: Aligned::zeros(n * H2),
+            dh1: Aligned::zeros(n * H1),
+            dp2: Aligned::zeros(n * FEAT),
+            dy2: Aligned::zeros(16 * n2),
+            dcol2: Aligned::zeros(C2.kdim() * n2),
+            dp1: Aligned::zeros(n * P1),
+            dy1: Aligned::zeros(s * 6 * n1),
+            dw1s: Aligned::zeros(s * 150),
         });
         Workspace {
             cap_n,
             cap_s,
-            x: vec![0.0; n * IN],
-            col1: vec![0.0; C1.kdim() * n1],
-            w1s: vec![0.0; s * 150],
-            b1s: vec![0.0; s * 6],
-            y1: vec![0.0; s * 6 * n1],
-            p1: vec![0.0; s * n * P1],
+            x: Aligned::zeros(n * IN),
+            col1: Aligned::zeros(C1.kdim() * n1),
+            w1s: Aligned::zeros(s * 150),
+            b1s: Aligned::zeros(s * 6),
+            y1: Aligned::zeros(s * 6 * n1),
+            p1: Aligned::zeros(s * n * P1),
             arg1: vec![0; s * n * P1],
-            col2: vec![0.0; C2.kdim() * n2],
-            y2: vec![0.0; 16 * n2],
-            p2: vec![0.0; n * FEAT],
+            col2: Aligned::zeros(C2.kdim() * n2),
+            y2: Aligned::zeros(16 * n2),
+            p2: Aligned::zeros(n * FEAT),
             arg2: vec![0; n * FEAT],
-            h1: vec![0.0; n * H1],
-            h2: vec![0.0; n * H2],
-            logits: vec![0.0; n * OUT],
+            h1: Aligned::zeros(n * H1),
+            h2: Aligned::zeros(n * H2),
+            logits: Aligned::zeros(n * OUT),
             back,
         }
     }
@@ -164,7 +175,7 @@ impl Workspace {
     /// Builds conv1's columns from `x` (shared by all samples).
     pub fn prepare_input(&mut self, n: usize) {
         assert!(n <= self.cap_n);
-        conv::im2col(C1, &self.x, n, &mut self.col1);
+        conv::im2col_ld(C1, &self.x, n, &mut self.col1, padded(n * 576));
     }
 
     /// conv1 + bias + ReLU + pool for every sample in `weights` (≤ `cap_s`), stacked in one GEMM.
@@ -177,11 +188,13 @@ impl Workspace {
             self.b1s[j * 6..(j + 1) * 6].copy_from_slice(&w[l.b..l.end]);
         }
         let n1 = n * C1.positions();
-        conv::conv_gemm(&self.w1s, s * 6, 25, &self.col1, n1, &mut self.y1);
+        let ld1 = padded(n1);
+        let ld = Ld { a: ld1, b: ld1 };
+        conv::conv_gemm_ld(&self.w1s, s * 6, 25, &self.col1, n1, &mut self.y1, ld);
         for r in 0..s * 6 {
             let (j, c) = (r / 6, r % 6);
             for i in 0..n {
-                let y = &self.y1[(r * n + i) * 576..(r * n + i + 1) * 576];
+                let y = &self.y1[r * ld1 + i * 576..r * ld1 + (i + 1) * 576];
                 let o = ((j * n + i) * 6 + c) * 144;
                 conv::pool_forward(
                     y,
@@ -197,13 +210,15 @@ impl Workspace {
     /// The rest of the network for stacked sample `j` with weights `w`: conv2 → … → logits.
     pub fn tail_forward(&mut self, n: usize, j: usize, w: &[f32]) {
         let p1 = &self.p1[j * n * P1..(j + 1) * n * P1];
-        conv::im2col(C2, p1, n, &mut self.col2);
-        let l = LAYERS[1];
         let n2 = n * 64;
-        conv::conv_gemm(&w[l.w..l.b], 16, 150, &self.col2, n2, &mut self.y2);
+        let ld2 = padded(n2);
+        conv::im2col_ld(C2, p1, n, &mut self.col2, ld2);
+        let l = LAYERS[1];
+        let ld = Ld { a: ld2, b: ld2 };
+        conv::conv_gemm_ld(&w[l.w..l.b], 16, 150, &self.col2, n2, &mut self.y2, ld);
         for c in 0..16 {
             for i in 0..n {
-                let y = &self.y2[(c * n + i) * 64..(c * n + i + 1) * 64];
+                let y = &self.y2[c * ld2 + i * 64..c * ld2 + (i + 1) * 64];
                 let o = (i * 16 + c) * 16;
                 conv::pool_forward(
                     y,
@@ -314,6 +329,9 @@ impl Workspace {
             );
         }
         // pool2 → conv2
+        let n2 = n * 64;
+        let ld2 = padded(n2);
+        let ld = Ld { a: ld2, b: ld2 };
         for c in 0..16 {
             let mut db = 0.0f32;
             for i in 0..n {
@@ -323,15 +341,15 @@ impl Workspace {
                     &self.p2[o..o + 16],
                     &self.arg2[o..o + 16],
                     8,
-                    &mut b.dy2[(c * n + i) * 64..(c * n + i + 1) * 64],
+                    &mut b.dy2[c * ld2 + i * 64..c * ld2 + (i + 1) * 64],
                 );
             }
             g[l2.b + c] = db;
         }
-        let n2 = n * 64;
-        conv::conv_grad_w(&b.dy2, 16, &self.col2, 150, n2, &mut g[l2.w..l2.b]);
-        conv::conv_grad_col(&w[l2.w..l2.b], 16, 150, &b.dy2, n2, &mut b.dcol2);
-        conv::col2im(C2, &b.dcol2, n, &mut b.dp1);
+        conv::conv_grad_w_ld(&b.dy2, 16, &self.col2, 150, n2, &mut g[l2.w..l2.b], ld);
+        conv::conv_grad_col_ld(&w[l2.w..l2.b], 16, 150, &b.dy2, n2, &mut b.dcol2, ld);
+        conv::col2im_ld(C2, &b.dcol2, n, &mut b.dp1, ld2);
+        let ld1 = padded(n * 576);
         // pool1 of sample j → its rows of dy1
         for c in 0..6 {
             let r = j * 6 + c;
@@ -344,7 +362,7 @@ impl Workspace {
                     &self.p1[o..o + 144],
                     &self.arg1[o..o + 144],
                     24,
-                    &mut b.dy1[(r * n + i) * 576..(r * n + i + 1) * 576],
+                    &mut b.dy1[r * ld1 + i * 576..r * ld1 + (i + 1) * 576],
                 );
             }
             g[l1.b + c] = db;
@@ -356,7 +374,9 @@ impl Workspace {
     pub fn conv1_backward(&mut self, n: usize, s: usize, grads: &mut [Vec<f32>]) {
         let b = self.back.as_mut().expect("backward workspace");
         let n1 = n * 576;
-        conv::conv_grad_w(&b.dy1, s * 6, &self.col1, 25, n1, &mut b.dw1s);
+        let ld1 = padded(n1);
+        let ld = Ld { a: ld1, b: ld1 };
+        conv::conv_grad_w_ld(&b.dy1, s * 6, &self.col1, 25, n1, &mut b.dw1s, ld);
         for j in 0..s {
             grads[j][..150].copy_from_slice(&b.dw1s[j * 150..(j + 1) * 150]);
         }
