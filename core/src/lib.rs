@@ -38,7 +38,7 @@
 //! // Decode in place and predict with 16 samples.
 //! let model = Model::from_bytes(&bytes)?;
 //! let net = LeNet::new(&model)?;
-//! let mut scratch = Scratch::new(); // 14,872 bytes; may be a `static`
+//! let mut scratch = Scratch::new(); // 16,752 bytes; may be a `static`
 //! let config = Config { samples: 16, seed: 42, mode: Mode::Weights, threshold: None };
 //! let p = net.predict(&[0u8; 784], &config, &mut scratch)?;
 //! // Every pass gives exactly 0.1 per class; their f32 mean is 0.1 to rounding.
@@ -68,11 +68,11 @@
 //!
 //! # Memory
 //!
-//! One prediction works in a caller-owned [`Scratch`] of [`Scratch::BYTES`] = 14,872 bytes
+//! One prediction works in a caller-owned [`Scratch`] of [`Scratch::BYTES`] = 16,752 bytes
 //! plus about 3.3 KB of stack on `thumbv7em-none-eabihf` (release: `predict`'s own frame is
 //! 2,080 bytes, its deepest callee, fc1 in `LocalReparam`, 1,160 bytes, libm and the
 //! ziggurat's slow paths < 100; the performance work of issue 5 added 48 bytes, measured
-//! with a painted stack under QEMU); ≈ 18.2 KB in all. The parameters are read from the model
+//! with a painted stack under QEMU); ≈ 20.1 KB in all. The parameters are read from the model
 //! bytes and never copied.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

@@ -37,6 +37,14 @@ impl<'m, const WB: usize, const BB: usize> Params<'m, WB, BB> {
 pub trait Draw {
     /// The value used for a parameter with posterior mean `mean` and variance `var`.
     fn draw(&mut self, mean: f32, var: f32) -> f32;
+
+    /// Two values for the same parameter, for two Monte Carlo samples at once: the first
+    /// draw, then the second (the same bits as two calls of [`draw`](Self::draw)).
+    #[inline(always)]
+    fn draw2(&mut self, mean: f32, var: f32) -> (f32, f32) {
+        let a = self.draw(mean, var);
+        (a, self.draw(mean, var))
+    }
 }
 
 /// The posterior mean: deterministic, consumes no random numbers.
@@ -122,6 +130,14 @@ impl<S: Sqrt> Draw for SampleDraw<S> {
     fn draw(&mut self, mean: f32, var: f32) -> f32 {
         let eps = standard_normal(&mut self.0);
         mean + S::sqrt(var) * eps
+    }
+
+    /// One square root for both draws: `mean + σ·ε_a`, `mean + σ·ε_b`.
+    #[inline(always)]
+    fn draw2(&mut self, mean: f32, var: f32) -> (f32, f32) {
+        let sd = S::sqrt(var);
+        let a = mean + sd * standard_normal(&mut self.0);
+        (a, mean + sd * standard_normal(&mut self.0))
     }
 }
 
