@@ -1,4 +1,4 @@
-//! The command line: `trainer [train|eval|compare|bench|export-samples]`, `train` by default.
+//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation]`, `train` by default.
 //!
 //! Flags of `train` may also be given without the subcommand (`trainer --epochs 2`). Bad values
 //! (0 or negative counts, a non-finite or non-positive learning rate, a negative KL weight) are
@@ -87,6 +87,29 @@ pub enum Command {
     /// Write a set of MNIST and Fashion-MNIST test images for the firmware to embed.
     #[command(allow_negative_numbers = true)]
     ExportSamples(ExportSamplesArgs),
+    /// Train each option alone and the `best` preset over several seeds; print the table.
+    #[command(allow_negative_numbers = true)]
+    Ablation(AblationArgs),
+}
+
+/// Flags of `ablation`.
+#[derive(Debug, Clone, Args)]
+pub struct AblationArgs {
+    /// Seeds of every row, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// Directory of the MNIST IDX files.
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    pub data: PathBuf,
+    /// Directory of the runs (ROW/seed-S/) and of ablation.md.
+    #[arg(long, value_name = "DIR", default_value = "artifacts/ablation")]
+    pub out: PathBuf,
+    /// Only these rows, comma-separated [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "ROW")]
+    pub rows: Option<Vec<String>>,
+    /// Worker threads [default: all cores].
+    #[arg(long, value_parser = positive_usize)]
+    pub threads: Option<usize>,
 }
 
 /// Flags of `train`.

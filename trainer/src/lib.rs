@@ -1,6 +1,7 @@
 //! tinyvi's trainer: data, Bayes-by-Backprop training of the variational LeNet, Monte Carlo
 //! evaluation, metrics, reports, export and the command line.
 
+pub mod ablation;
 pub mod bench;
 pub mod calibrate;
 pub mod checkpoint;

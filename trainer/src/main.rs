@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => trainer::pipeline::run_compare(&args),
         Command::Bench(args) => trainer::bench::run(&args),
         Command::ExportSamples(args) => trainer::pipeline::run_export_samples(&args),
+        Command::Ablation(args) => trainer::ablation::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
