@@ -1202,13 +1202,22 @@ mod tests {
     }
 
     fn small_run(threads: usize, n: usize, epochs: usize) -> (Lenet, Vec<StepInfo>) {
+        small_run_with(threads, n, epochs, &TrainConfig::default())
+    }
+
+    fn small_run_with(
+        threads: usize,
+        n: usize,
+        epochs: usize,
+        base: &TrainConfig,
+    ) -> (Lenet, Vec<StepInfo>) {
         let (x, y) = mnist("train", n).expect("MNIST in /work/data or $TINYVI_DATA");
         let cfg = TrainConfig {
             epochs,
             batch_size: 64,
             seed: 5,
             threads,
-            ..TrainConfig::default()
+            ..base.clone()
         };
         let mut model = Lenet::init(cfg.seed);
         let mut steps = vec![];
@@ -1227,6 +1236,142 @@ mod tests {
             "parameters differ between 1 and 2 threads"
         );
         assert_ne!(a.mu, Lenet::init(5).mu);
+    }
+
+    /// Local reparameterisation (one sample, closed KL): the same parameters and steps for 1 and
+    /// 2 threads, and different from the default recipe's.
+    #[test]
+    fn local_reparam_is_the_same_for_one_or_two_threads() {
+        let cfg = TrainConfig {
+            local_reparam: true,
+            kl: KlMode::Closed,
+            train_samples: 1,
+            lr_schedule: LrSchedule::OneCycle,
+            kl_anneal_epochs: 1,
+            ..TrainConfig::default()
+        };
+        let (a, sa) = small_run_with(1, 300, 2, &cfg);
+        let (b, sb) = small_run_with(2, 300, 2, &cfg);
+        assert_eq!(sa.len(), 10);
+        assert_eq!(sa, sb);
+        assert!(a == b, "parameters differ between 1 and 2 threads");
+        let (d, _) = small_run(2, 300, 2);
+        assert_ne!(a.mu, d.mu);
+        // The KL is the closed form (annealed from 0: the first step's loss is its CE).
+        assert_eq!(sa[0].loss, sa[0].ce);
+        assert!(sa.iter().all(|s| s.kl > 0.0 && s.loss.is_finite()));
+    }
+
+    /// A short run with local reparameterisation, closed KL summed and weighted 1/60000 (as on
+    /// the full set), and one-cycle learns as well as the default.
+    #[test]
+    fn local_reparam_training_lowers_the_loss() {
+        let cfg = TrainConfig {
+            local_reparam: true,
+            kl: KlMode::Closed,
+            kl_reduction: KlReduction::Sum,
+            kl_weight: 1.0 / 60000.0,
+            lr: 3e-3,
+            train_samples: 1,
+            lr_schedule: LrSchedule::OneCycle,
+            ..TrainConfig::default()
+        };
+        let (_, steps) = small_run_with(0, 1024, 3, &cfg);
+        assert_eq!(steps.len(), 48);
+        let first = steps[0].ce;
+        let last: f32 = steps[40..].iter().map(|s| s.ce).sum::<f32>() / 8.0;
+        let acc: f32 = steps[40..].iter().map(|s| s.batch_accuracy).sum::<f32>() / 8.0;
+        assert!(first > 2.0, "first CE {first}");
+        assert!(last < 0.75 * first, "CE {first} → {last}");
+        assert!(acc > 0.3, "accuracy {acc}");
+        assert!(steps
+            .iter()
+            .all(|s| (s.loss - s.ce - s.kl / 60000.0).abs() < 1e-4 * (1.0 + s.loss.abs())));
+    }
+
+    #[test]
+    fn lr_schedules_at_known_steps() {
+        let lr = 3e-3f32;
+        let near = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-6 * b.abs() + 1e-12;
+        for t in [0, 7, 99, 1000] {
+            assert_eq!(LrSchedule::Constant.at(lr, t, 100), lr);
+        }
+        let l = lr as f64;
+        let cos = |t, total| LrSchedule::Cosine.at(lr, t, total);
+        assert!(near(cos(0, 100), l));
+        assert!(near(cos(25, 100), l * 0.5 * (1.0 + 0.5f64.sqrt())));
+        assert!(near(cos(50, 100), l * 0.5));
+        assert!(near(
+            cos(99, 100),
+            l * 0.5 * (1.0 + (std::f64::consts::PI * 0.99).cos())
+        ));
+        let one = |t| LrSchedule::OneCycle.at(lr, t, 100);
+        assert!(near(one(0), l / 25.0));
+        assert!(near(one(15), l / 25.0 + (l - l / 25.0) * 0.5));
+        assert!(near(one(30), l));
+        assert!(near(one(65), l / 1e4 + (l - l / 1e4) * 0.5));
+        assert!(near(one(100), l / 1e4));
+        let v: Vec<f32> = (0..100).map(one).collect();
+        assert!(v[..31].windows(2).all(|w| w[0] < w[1]), "warm-up rises");
+        assert!(v[30..].windows(2).all(|w| w[0] > w[1]), "then falls");
+    }
+
+    #[test]
+    fn kl_weight_anneals_linearly_per_step() {
+        let cfg = TrainConfig {
+            kl_weight: 0.02,
+            kl_anneal_epochs: 2,
+            ..TrainConfig::default()
+        };
+        assert_eq!(cfg.kl_weight_at(0, 10), 0.0);
+        assert!((cfg.kl_weight_at(5, 10) - 0.005).abs() < 1e-9);
+        assert!((cfg.kl_weight_at(19, 10) - 0.019).abs() < 1e-9);
+        assert_eq!(cfg.kl_weight_at(20, 10), 0.02);
+        assert_eq!(cfg.kl_weight_at(500, 10), 0.02);
+        let off = TrainConfig::default();
+        assert_eq!(off.kl_weight_at(0, 10), off.kl_weight);
+    }
+
+    #[test]
+    fn kl_weight_parses_numbers_and_fractions() {
+        assert_eq!(parse_kl_weight("2e-5"), Ok(2e-5));
+        assert_eq!(parse_kl_weight("1/60000"), Ok(1.0 / 60000.0));
+        assert_eq!(parse_kl_weight(" 3 / 4 "), Ok(0.75));
+        assert_eq!(parse_kl_weight("0"), Ok(0.0));
+        for (bad, why) in [
+            ("1/0", "division by zero"),
+            ("-1/5", "must not be negative"),
+            ("a/b", "not a number"),
+            ("1/2/3", "not a number"),
+            ("inf", "finite"),
+            ("", "not a number"),
+        ] {
+            let e = parse_kl_weight(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_options_are_refused() {
+        let mut m = Lenet::init(0);
+        let cfg = TrainConfig {
+            local_reparam: true,
+            ..TrainConfig::default()
+        };
+        let e = train(&mut m, &[0; 784], &[1], &cfg, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("--kl closed"), "{e}");
+        let closed = TrainConfig {
+            kl: KlMode::Closed,
+            ..TrainConfig::default()
+        };
+        assert!(closed.check_options(&PRIOR).is_ok());
+        let mixture = Prior { pi: 0.5, ..PRIOR };
+        let e = closed.check_options(&mixture).unwrap_err();
+        assert!(e.to_string().contains("mixture"), "{e}");
+        assert!(TrainConfig::default().check_options(&mixture).is_ok());
+        assert_eq!(KlMode::resolve(None, true), KlMode::Closed);
+        assert_eq!(KlMode::resolve(None, false), KlMode::Mc);
+        assert_eq!(KlMode::resolve(Some(KlMode::Mc), true), KlMode::Mc);
     }
 
     #[test]
@@ -1248,13 +1393,37 @@ mod tests {
     /// run, ends with the parameters and step losses of the uninterrupted run, bit for bit.
     #[test]
     fn resuming_from_any_checkpoint_is_bit_exact() {
+        check_resume_bit_exact(&TrainConfig::default());
+    }
+
+    /// The same with a learning-rate schedule, KL annealing, local reparameterisation and the
+    /// closed-form KL summed (and with the schedule alone on the default ELBO).
+    #[test]
+    fn resuming_with_schedules_and_options_is_bit_exact() {
+        check_resume_bit_exact(&TrainConfig {
+            local_reparam: true,
+            kl: KlMode::Closed,
+            kl_reduction: KlReduction::Sum,
+            kl_weight: 1.0 / 300.0,
+            kl_anneal_epochs: 1,
+            lr_schedule: LrSchedule::OneCycle,
+            train_samples: 2,
+            ..TrainConfig::default()
+        });
+        check_resume_bit_exact(&TrainConfig {
+            lr_schedule: LrSchedule::Cosine,
+            ..TrainConfig::default()
+        });
+    }
+
+    fn check_resume_bit_exact(base: &TrainConfig) {
         let (x, y) = mnist("train", 300).expect("MNIST in /work/data or $TINYVI_DATA");
         let cfg = TrainConfig {
             epochs: 2,
             batch_size: 64,
             seed: 11,
             threads: 2,
-            ..TrainConfig::default()
+            ..base.clone()
         };
         let mut saved: Vec<(Lenet, TrainState)> = vec![];
         let mut save = |m: &Lenet, s: &TrainState| {
