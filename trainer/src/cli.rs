@@ -144,10 +144,10 @@ pub struct TrainArgs {
     /// Combine the layers' KL by their mean (the tutorial's) or sum all parameters' (with --kl-weight 1/N: the per-example ELBO).
     #[arg(long, value_enum, default_value_t = crate::train::KlReduction::LayerMean)]
     pub kl_reduction: crate::train::KlReduction,
-    /// KL annealing: the KL weight rises linearly from 0 (per step) to --kl-weight over the first E epochs [default: 0 = off].
+    /// KL annealing: the KL weight rises linearly from 0 (per step) to --kl-weight over the first E epochs (0 = off).
     #[arg(long, value_name = "E", default_value_t = 0)]
     pub kl_anneal_epochs: usize,
-    /// LR at global step t of T: constant; cosine = lr·½(1+cos(πt/T)); one-cycle = lr/25→lr linearly over the first 30% of steps, then cosine down to lr/1e4.
+    /// LR at global step t of T: constant; cosine = lr·½(1+cos(πt/T)); one-cycle = lr/25→lr linearly over the first 30% of steps, then cosine down to lr/1e4 (--resume then needs the same --epochs).
     #[arg(long, value_enum, default_value_t = crate::train::LrSchedule::Constant)]
     pub lr_schedule: crate::train::LrSchedule,
     /// Fault injection for tests: a NaN ρ gradient at global step STEP in layer LAYER (0..5).
