@@ -40,6 +40,8 @@ pub enum KlMode {
     Mc,
     /// Closed form for the Gaussian prior N(0, σ₁²): per parameter
     /// `ln(σ₁/σ) + (σ² + μ²)/(2σ₁²) − 1/2` (refused for a mixture prior).
+    /// torch-uncertainty's log q carries an extra `+1/2`, so the Monte Carlo value averages
+    /// 1/2 per parameter below this one; the gradients have the same expectation.
     Closed,
 }
 

@@ -4,6 +4,11 @@
 //! A weight sample is one flat `[f32; PARAMS]` vector laid out as [`LAYERS`] says. conv1 runs
 //! all the shard's samples in one GEMM (its input columns are shared); the rest of the network
 //! runs per sample.
+//!
+//! With local reparameterisation ([`Workspace::forward_backward_lr`]) the conv layers still use
+//! the sampled weights, while fc1..fc3 take their means and variances and one ε per image and
+//! output unit ([`LocalReparam`]): two GEMMs forward (mean and variance) and four backward, on
+//! the same buffers, so the cost per image stays that of the weight-sampling path.
 
 use super::conv::{self, ConvShape};
 use super::kernels::{Aligned, Ld};
