@@ -125,6 +125,15 @@ pub struct TrainArgs {
     /// Train on the first N training images only (quick runs).
     #[arg(long, value_name = "N", value_parser = positive_usize)]
     pub limit: Option<usize>,
+    /// Hold out the last N training images: never trained on, they choose the OOD threshold
+    /// and the temperature (--temperature-scaling) [default: 0, train on all].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub holdout: usize,
+    /// After training, divide the logits by the temperature that minimises the NLL of the
+    /// Monte Carlo prediction on the --holdout images (folded into fc3's means and σ, so the
+    /// exported model and the device are calibrated too).
+    #[arg(long)]
+    pub temperature_scaling: bool,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,

@@ -101,6 +101,48 @@ pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
     }
 }
 
+/// The logits of every image under each of `samples` weight samples drawn as [`evaluate`]
+/// draws them (same `seed`, same sets), laid out `[image][sample][class]`, in the current
+/// rayon pool. Temperature scaling ([`crate::calibrate`]) needs them; `samples = 0` is taken
+/// as 1.
+///
+/// # Panics
+/// If `images.len()` is not a multiple of 784.
+pub fn mc_logits(model: &Lenet, images: &[u8], samples: usize, seed: u64) -> Vec<f32> {
+    let k = samples.max(1);
+    let sets = sample_weight_sets(model, k, seed);
+    assert_eq!(images.len() % IN, 0, "images must be n×784 bytes");
+    let n = images.len() / IN;
+    let mut logits = vec![0.0f32; n * k * OUT];
+    let lut = norm_lut();
+    let weights: Vec<&[f32]> = sets.chunks_exact(PARAMS).collect();
+    images
+        .par_chunks(CHUNK * IN)
+        .zip(logits.par_chunks_mut(CHUNK * k * OUT))
+        .for_each_init(
+            || Workspace::new(CHUNK, GROUP.min(k), false),
+            |ws, (imgs, out)| {
+                let m = imgs.len() / IN;
+                for (d, &p) in ws.x.iter_mut().zip(imgs) {
+                    *d = lut[p as usize];
+                }
+                ws.prepare_input(m);
+                for (g, group) in weights.chunks(GROUP).enumerate() {
+                    ws.conv1(m, group);
+                    for (j, w) in group.iter().enumerate() {
+                        ws.tail_forward(m, j, w);
+                        let s = g * GROUP + j;
+                        for i in 0..m {
+                            out[(i * k + s) * OUT..][..OUT]
+                                .copy_from_slice(&ws.logits[i * OUT..(i + 1) * OUT]);
+                        }
+                    }
+                }
+            },
+        );
+    logits
+}
+
 /// Monte Carlo evaluation with `samples` fresh weight samples, each shared by all `images`
 /// (`n × 784` u8), in the current rayon pool. Deterministic for a given `seed`, whatever the
 /// thread count. `samples = 0` is taken as 1.

@@ -2,6 +2,7 @@
 //! evaluation, metrics, reports, export and the command line.
 
 pub mod bench;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod cli;
 pub mod compare;

@@ -125,6 +125,12 @@ pub struct Metrics {
     pub eval_samples: usize,
     pub train_seconds: f64,
     pub eval_seconds: f64,
+    /// Training images used (after `--limit` and `--holdout`).
+    #[serde(default)]
+    pub train_images: usize,
+    /// The temperature folded into the model by `--temperature-scaling` (`null` without it).
+    #[serde(default)]
+    pub temperature: Option<f64>,
 }
 
 /// Index and value of the first maximum of `p` (as `torch.max` / `argmax`).
@@ -208,6 +214,8 @@ pub fn compute(id: &Predictions<'_>, ood: Option<&Predictions<'_>>) -> Result<Me
         eval_samples: 0,
         train_seconds: 0.0,
         eval_seconds: 0.0,
+        train_images: 0,
+        temperature: None,
     };
     if let Some(o) = ood {
         let mut positive = vec![false; id.len()];

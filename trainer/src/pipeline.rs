@@ -10,12 +10,13 @@ use tinyvi::format::{OodScore, OodThreshold};
 use tinyvi::infer::{Config, LeNet, Mode, Scratch};
 use tinyvi::rng::image_seed;
 
+use crate::calibrate;
 use crate::checkpoint::{self, Checkpoint, Settings};
 use crate::cli::{EvalArgs, EvalMode, TrainArgs};
 use crate::data::idx::Dataset;
 use crate::data::mnist::{load_fashion_test, load_mnist};
 use crate::error::{Result, TrainerError};
-use crate::evaluate::{evaluate, McOutputs};
+use crate::evaluate::{evaluate, mc_logits, McOutputs};
 use crate::metrics::{self, Metrics, Predictions};
 use crate::model::Lenet;
 use crate::report;
@@ -70,16 +71,34 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let (mut train_set, mnist_test) = load_mnist(&args.data)?;
     let fashion = load_fashion_test(&args.data)?;
     let total_train = train_set.len();
-    // The OOD threshold is chosen on training images the model did not see when --limit leaves
-    // some out, else on the last training images (seen once in training: slightly optimistic).
-    let limit = args.limit.unwrap_or(total_train).min(total_train);
-    let held_out = total_train - limit >= THRESHOLD_IMAGES.min(total_train);
-    let threshold_images = images_range(
-        &train_set,
-        total_train - THRESHOLD_IMAGES.min(total_train),
-        total_train,
-    )
-    .to_vec();
+    if args.holdout >= total_train {
+        return Err(TrainerError::invalid(
+            "--holdout",
+            format!(
+                "{} leaves no training image (the training set has {total_train})",
+                args.holdout
+            ),
+        ));
+    }
+    if args.temperature_scaling && args.holdout == 0 {
+        return Err(TrainerError::invalid(
+            "--temperature-scaling",
+            "needs held-out images to choose the temperature: add --holdout N (e.g. 5000)",
+        ));
+    }
+    let train_end = total_train - args.holdout;
+    let limit = args.limit.unwrap_or(train_end).min(train_end);
+    // The OOD threshold (and the temperature) are chosen on training images the model did not
+    // see: the --holdout images, else those --limit leaves out, else the last training images
+    // (seen once in training: slightly optimistic).
+    let (calibration_start, held_out) = if args.holdout > 0 {
+        (train_end, true)
+    } else {
+        let start = total_train - THRESHOLD_IMAGES.min(total_train);
+        (start, limit <= start)
+    };
+    let calibration_images = images_range(&train_set, calibration_start, total_train).to_vec();
+    let calibration_labels = train_set.labels[calibration_start..total_train].to_vec();
     train_set.truncate(limit);
 
     let pool = thread_pool(args.threads)?;
@@ -212,6 +231,30 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         summary.steps, summary.last_epoch_loss, summary.last_epoch_accuracy
     );
 
+    let temperature = if args.temperature_scaling {
+        let started = Instant::now();
+        let logits = pool.install(|| {
+            mc_logits(
+                &model,
+                &calibration_images,
+                args.eval_samples,
+                args.seed ^ 0x7E4D,
+            )
+        });
+        let t = calibrate::fit_temperature(&logits, &calibration_labels, args.eval_samples);
+        let before = calibrate::nll(&logits, &calibration_labels, args.eval_samples, 1.0);
+        let after = calibrate::nll(&logits, &calibration_labels, args.eval_samples, t);
+        calibrate::fold_temperature(&mut model, t);
+        println!(
+            "temperature scaling: T = {t:.4} on {} held-out images (their NLL {before:.4} -> {after:.4}), folded into fc3, {:.2} s",
+            calibration_labels.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Some(t)
+    } else {
+        None
+    };
+
     let tests = TestSets {
         mnist: mnist_test,
         fashion,
@@ -234,7 +277,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let calibration = pool.install(|| {
         evaluate(
             &model,
-            &threshold_images,
+            &calibration_images,
             args.eval_samples,
             args.seed ^ 0x5EED,
         )
@@ -254,6 +297,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     m.eval_samples = args.eval_samples;
     m.train_seconds = train_seconds;
     m.eval_seconds = eval_seconds;
+    m.train_images = train_set.len();
+    m.temperature = temperature;
 
     let model_bytes = crate::export::try_export(&model, Some(threshold))
         .map_err(|e| TrainerError::invalid("export", e.to_string()))?;

@@ -623,6 +623,8 @@ mod tests {
             eval_samples: 16,
             train_seconds: 9.5,
             eval_seconds: 4.2,
+            train_images: 60_000,
+            temperature: None,
         }
     }
 

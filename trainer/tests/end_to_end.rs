@@ -140,6 +140,79 @@ fn train_writes_every_file_and_the_metrics_check_out() {
     );
 }
 
+fn layer_values(model: &[u8]) -> Vec<[Vec<f32>; 4]> {
+    let m = tinyvi::format::Model::from_bytes(model).expect("the export decodes");
+    m.layers()
+        .iter()
+        .map(|l| {
+            let get = |t: &tinyvi::format::F32s<'_>| t.iter().collect::<Vec<f32>>();
+            [
+                get(&l.weight_mean),
+                get(&l.weight_var),
+                get(&l.bias_mean),
+                get(&l.bias_var),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn temperature_scaling_is_fitted_on_held_out_images_and_folded_into_fc3() {
+    let out = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    let run = |dir: &str, extra: &[&str]| -> Output {
+        let d = out.path().join(dir);
+        let mut args = vec![
+            "--limit",
+            "3200",
+            "--holdout",
+            "2000",
+            "--eval-samples",
+            "4",
+            "--quiet",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            d.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let r = trainer(&args);
+        assert!(r.status.success(), "{}", text(&r));
+        r
+    };
+    run("plain", &[]);
+    let scaled = run("scaled", &["--temperature-scaling"]);
+    let stdout = String::from_utf8_lossy(&scaled.stdout);
+    assert!(
+        stdout.contains("temperature scaling: T = ") && stdout.contains("on 2000 held-out images"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("of 2000 held-out training images"),
+        "{stdout}"
+    );
+    let m = metrics(&out.path().join("scaled/metrics.json"));
+    let t = m["temperature"].as_f64().expect("temperature is a number");
+    assert!(t > 0.05 && t < 20.0 && (t - 1.0).abs() > 1e-3, "T = {t}");
+    assert_eq!(m["train_images"], 3200);
+    assert!(metrics(&out.path().join("plain/metrics.json"))["temperature"].is_null());
+
+    // Same seed, same training: only fc3 differs, its means divided by T and variances by T².
+    let a = layer_values(&std::fs::read(out.path().join("plain/model.postcard")).unwrap());
+    let b = layer_values(&std::fs::read(out.path().join("scaled/model.postcard")).unwrap());
+    assert_eq!(a[..4], b[..4], "layers before fc3 changed");
+    for (k, (x, y)) in a[4].iter().zip(&b[4]).enumerate() {
+        let scale = if k % 2 == 0 { t } else { t * t };
+        for (&x, &y) in x.iter().zip(y) {
+            let want = f64::from(x) / scale;
+            assert!(
+                (f64::from(y) - want).abs() <= 1e-5 * want.abs() + 1e-12,
+                "fc3 tensor {k}: {y} vs {want}"
+            );
+        }
+    }
+}
+
 #[test]
 fn export_samples_writes_a_valid_sample_set() {
     let out = tempfile::tempdir().unwrap();
@@ -210,6 +283,26 @@ fn bad_flags_and_outputs_get_one_line_errors() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("bad.postcard"), "{err}");
+
+    // Temperature scaling without held-out images, and a hold-out that leaves nothing.
+    let data = data_dir();
+    for (args, needle) in [
+        (&["--temperature-scaling"][..], "--holdout"),
+        (&["--holdout", "60000"], "no training image"),
+    ] {
+        let mut all = vec![
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let run = trainer(&all);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {}", text(&run));
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+    }
 }
 
 /// A full disk: `--out` on a 200 KiB tmpfs (mounted in a private mount namespace with
