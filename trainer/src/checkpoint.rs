@@ -8,6 +8,7 @@
 //! | 8 | magic `TVICKPT\0` |
 //! | 4 | format version (u32, [`VERSION`]) |
 //! | 8 + 8 + 4 + 4 + 8 + 8 | settings: seed, batch size, lr (f32 bits), KL weight (f32 bits), training samples, training images |
+//! | 1 + 1 + 1 + 1 + 8 + 8 | options: local reparameterisation (0/1), KL mode (0 mc, 1 closed), KL reduction (0 layer mean, 1 sum), LR schedule (0 constant, 1 cosine, 2 one-cycle), KL annealing epochs, schedule epochs |
 //! | 32 | SHA-256 of the training images and labels used |
 //! | 8 × 3 | epoch, step within the epoch, global step |
 //! | 8 × 2 | Σ loss, Σ batch accuracy of the current epoch (f64) |
@@ -26,17 +27,19 @@ use sha2::{Digest, Sha256};
 use crate::error::{Result, TrainerError};
 use crate::model::Lenet;
 use crate::nn::lenet::PARAMS;
-use crate::train::{AdamState, TrainConfig, TrainState};
+use crate::train::{AdamState, KlMode, KlReduction, LrSchedule, TrainConfig, TrainState};
 
 /// File name inside `--out`.
 pub const FILE: &str = "checkpoint.bin";
 /// First bytes of every checkpoint.
 pub const MAGIC: [u8; 8] = *b"TVICKPT\0";
 /// Format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The settings a run can only be continued with: everything that changes the trained bytes
-/// (the epoch count and thread count do not: more epochs extend the run, threads change nothing).
+/// (the thread count does not; nor does the epoch count with a constant learning rate: more
+/// epochs extend the run. With another schedule the total steps shape the learning rate, so the
+/// epoch count is recorded as `schedule_epochs`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// `--seed`.
@@ -51,6 +54,18 @@ pub struct Settings {
     pub train_samples: usize,
     /// Training images used (`--limit`, or the whole set).
     pub train_images: usize,
+    /// `--local-reparam`.
+    pub local_reparam: bool,
+    /// `--kl`, as resolved.
+    pub kl: KlMode,
+    /// `--kl-reduction`.
+    pub kl_reduction: KlReduction,
+    /// `--lr-schedule`.
+    pub lr_schedule: LrSchedule,
+    /// `--kl-anneal-epochs`.
+    pub kl_anneal_epochs: usize,
+    /// `--epochs` when the learning-rate schedule depends on it, else 0.
+    pub schedule_epochs: usize,
     /// SHA-256 of those images followed by their labels.
     pub data_sha256: [u8; 32],
 }
@@ -70,6 +85,16 @@ impl Settings {
             kl_weight: cfg.kl_weight,
             train_samples: cfg.train_samples,
             train_images: labels.len(),
+            local_reparam: cfg.local_reparam,
+            kl: cfg.kl,
+            kl_reduction: cfg.kl_reduction,
+            lr_schedule: cfg.lr_schedule,
+            kl_anneal_epochs: cfg.kl_anneal_epochs,
+            schedule_epochs: if cfg.lr_schedule == LrSchedule::Constant {
+                0
+            } else {
+                cfg.epochs
+            },
             data_sha256,
         }
     }
@@ -104,6 +129,48 @@ impl Settings {
                 now.train_samples.to_string(),
             );
         }
+        let flag = |b: bool| if b { "on" } else { "off" }.to_string();
+        if self.local_reparam != now.local_reparam {
+            return d(
+                "--local-reparam",
+                flag(self.local_reparam),
+                flag(now.local_reparam),
+            );
+        }
+        if self.kl != now.kl {
+            return d("--kl", kl_name(self.kl), kl_name(now.kl));
+        }
+        if self.kl_reduction != now.kl_reduction {
+            return d(
+                "--kl-reduction",
+                reduction_name(self.kl_reduction),
+                reduction_name(now.kl_reduction),
+            );
+        }
+        if self.lr_schedule != now.lr_schedule {
+            return d(
+                "--lr-schedule",
+                schedule_name(self.lr_schedule),
+                schedule_name(now.lr_schedule),
+            );
+        }
+        if self.kl_anneal_epochs != now.kl_anneal_epochs {
+            return d(
+                "--kl-anneal-epochs",
+                self.kl_anneal_epochs.to_string(),
+                now.kl_anneal_epochs.to_string(),
+            );
+        }
+        if self.schedule_epochs != now.schedule_epochs {
+            return d(
+                "--epochs",
+                format!(
+                    "{} (the learning-rate schedule spans them)",
+                    self.schedule_epochs
+                ),
+                now.schedule_epochs.to_string(),
+            );
+        }
         if self.train_images != now.train_images {
             return d(
                 "--limit",
@@ -116,6 +183,31 @@ impl Settings {
         }
         None
     }
+}
+
+fn kl_name(k: KlMode) -> String {
+    match k {
+        KlMode::Mc => "mc",
+        KlMode::Closed => "closed",
+    }
+    .into()
+}
+
+fn reduction_name(r: KlReduction) -> String {
+    match r {
+        KlReduction::LayerMean => "layer-mean",
+        KlReduction::Sum => "sum",
+    }
+    .into()
+}
+
+fn schedule_name(s: LrSchedule) -> String {
+    match s {
+        LrSchedule::Constant => "constant",
+        LrSchedule::Cosine => "cosine",
+        LrSchedule::OneCycle => "one-cycle",
+    }
+    .into()
 }
 
 /// A saved run: its settings, the model and the optimiser state.
@@ -151,6 +243,8 @@ pub enum CheckpointError {
     Params(u32),
     /// A count does not fit this machine's `usize`.
     Overflow,
+    /// An option byte with no meaning: (which option, the byte).
+    BadOption(&'static str, u8),
 }
 
 impl fmt::Display for CheckpointError {
@@ -172,6 +266,9 @@ impl fmt::Display for CheckpointError {
                 "checkpoint of a model with {p} parameters, not {PARAMS}"
             ),
             CheckpointError::Overflow => write!(f, "checkpoint count out of range"),
+            CheckpointError::BadOption(what, v) => {
+                write!(f, "checkpoint has an unknown {what} ({v})")
+            }
         }
     }
 }
@@ -192,6 +289,22 @@ impl Checkpoint {
         b.extend_from_slice(&s.kl_weight.to_bits().to_le_bytes());
         b.extend_from_slice(&(s.train_samples as u64).to_le_bytes());
         b.extend_from_slice(&(s.train_images as u64).to_le_bytes());
+        b.push(s.local_reparam as u8);
+        b.push(match s.kl {
+            KlMode::Mc => 0,
+            KlMode::Closed => 1,
+        });
+        b.push(match s.kl_reduction {
+            KlReduction::LayerMean => 0,
+            KlReduction::Sum => 1,
+        });
+        b.push(match s.lr_schedule {
+            LrSchedule::Constant => 0,
+            LrSchedule::Cosine => 1,
+            LrSchedule::OneCycle => 2,
+        });
+        b.extend_from_slice(&(s.kl_anneal_epochs as u64).to_le_bytes());
+        b.extend_from_slice(&(s.schedule_epochs as u64).to_le_bytes());
         b.extend_from_slice(&s.data_sha256);
         for v in [st.epoch, st.step, st.global_step] {
             b.extend_from_slice(&(v as u64).to_le_bytes());
@@ -255,6 +368,30 @@ impl Checkpoint {
         let kl_weight = f32::from_bits(r.u32()?);
         let train_samples = r.usize()?;
         let train_images = r.usize()?;
+        let opts = r.take(4)?;
+        let local_reparam = match opts[0] {
+            0 => false,
+            1 => true,
+            v => return Err(CheckpointError::BadOption("local reparameterisation", v)),
+        };
+        let kl = match opts[1] {
+            0 => KlMode::Mc,
+            1 => KlMode::Closed,
+            v => return Err(CheckpointError::BadOption("KL mode", v)),
+        };
+        let kl_reduction = match opts[2] {
+            0 => KlReduction::LayerMean,
+            1 => KlReduction::Sum,
+            v => return Err(CheckpointError::BadOption("KL reduction", v)),
+        };
+        let lr_schedule = match opts[3] {
+            0 => LrSchedule::Constant,
+            1 => LrSchedule::Cosine,
+            2 => LrSchedule::OneCycle,
+            v => return Err(CheckpointError::BadOption("learning-rate schedule", v)),
+        };
+        let kl_anneal_epochs = r.usize()?;
+        let schedule_epochs = r.usize()?;
         let mut data_sha256 = [0u8; 32];
         data_sha256.copy_from_slice(r.take(32)?);
         let epoch = r.usize()?;
@@ -299,6 +436,12 @@ impl Checkpoint {
                 kl_weight,
                 train_samples,
                 train_images,
+                local_reparam,
+                kl,
+                kl_reduction,
+                lr_schedule,
+                kl_anneal_epochs,
+                schedule_epochs,
                 data_sha256,
             },
             model,
@@ -351,7 +494,7 @@ impl Checkpoint {
 }
 
 /// Bytes before the arrays, after the magic and version included.
-const HEADER: usize = 8 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 32 + 24 + 16 + 12;
+const HEADER: usize = 8 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 32 + 24 + 16 + 12;
 
 /// The full length a checkpoint with this header would have (`usize::MAX` if unreadable).
 fn encoded_len_from_header(bytes: &[u8]) -> usize {
@@ -457,11 +600,23 @@ mod tests {
             d[at] ^= 0x10;
             assert!(Checkpoint::from_bytes(&d).is_err(), "bit flip at {at}");
         }
-        let mut d = b.clone();
-        d[8] = 2;
+        for v in [1, VERSION + 1] {
+            let mut d = b.clone();
+            d[8] = v as u8;
+            assert_eq!(
+                Checkpoint::from_bytes(&d).unwrap_err(),
+                CheckpointError::Version(v)
+            );
+        }
+        // An option byte out of range (with a valid CRC) is refused.
+        let at = 8 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 3;
+        let mut d = b[..b.len() - 4].to_vec();
+        d[at] = 7;
+        let crc = tinyvi::format::crc32(&d);
+        d.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(
             Checkpoint::from_bytes(&d).unwrap_err(),
-            CheckpointError::Version(2)
+            CheckpointError::BadOption("learning-rate schedule", 7)
         );
         let mut d = b.clone();
         d.push(0);
@@ -482,5 +637,75 @@ mod tests {
         let mut b = a.clone();
         b.data_sha256[0] ^= 1;
         assert!(a.first_difference(&b).unwrap().contains("--data"));
+        // Every training option is recorded and compared.
+        let cfg = TrainConfig::default();
+        let base = Settings::new(&cfg, &[1, 2, 3], &[4]);
+        for (other, flag) in [
+            (
+                TrainConfig {
+                    local_reparam: true,
+                    kl: KlMode::Closed,
+                    ..cfg.clone()
+                },
+                "--local-reparam off",
+            ),
+            (
+                TrainConfig {
+                    kl: KlMode::Closed,
+                    ..cfg.clone()
+                },
+                "--kl mc",
+            ),
+            (
+                TrainConfig {
+                    kl_reduction: KlReduction::Sum,
+                    ..cfg.clone()
+                },
+                "--kl-reduction layer-mean",
+            ),
+            (
+                TrainConfig {
+                    kl_anneal_epochs: 2,
+                    ..cfg.clone()
+                },
+                "--kl-anneal-epochs 0",
+            ),
+            (
+                TrainConfig {
+                    lr_schedule: LrSchedule::Cosine,
+                    ..cfg.clone()
+                },
+                "--lr-schedule constant",
+            ),
+        ] {
+            let now = Settings::new(&other, &[1, 2, 3], &[4]);
+            let d = base.first_difference(&now).unwrap();
+            assert!(d.starts_with(flag), "{d}");
+            let c = Checkpoint {
+                settings: now.clone(),
+                ..sample()
+            };
+            assert_eq!(Checkpoint::from_bytes(&c.to_bytes()).unwrap().settings, now);
+        }
+        // With a schedule, the epoch count shapes the learning rate: it must match.
+        let sched = |epochs| TrainConfig {
+            epochs,
+            lr_schedule: LrSchedule::OneCycle,
+            ..cfg.clone()
+        };
+        let (a, b) = (
+            Settings::new(&sched(3), &[1], &[1]),
+            Settings::new(&sched(4), &[1], &[1]),
+        );
+        assert!(a.first_difference(&b).unwrap().starts_with("--epochs 3"));
+        let constant = |epochs| TrainConfig {
+            epochs,
+            ..cfg.clone()
+        };
+        let (a, b) = (
+            Settings::new(&constant(3), &[1], &[1]),
+            Settings::new(&constant(4), &[1], &[1]),
+        );
+        assert_eq!(a.first_difference(&b), None);
     }
 }

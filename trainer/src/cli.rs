@@ -124,8 +124,8 @@ pub struct TrainArgs {
     /// Adam learning rate (finite, > 0).
     #[arg(long, default_value_t = 1e-3, value_parser = positive_f64, allow_hyphen_values = true)]
     pub lr: f64,
-    /// Weight of the KL term in the ELBO (finite, >= 0; the tutorial's 1/50000).
-    #[arg(long, default_value_t = 2e-5, value_parser = non_negative_f64, allow_hyphen_values = true)]
+    /// Weight of the KL term in the ELBO (finite, >= 0, or a fraction like 1/60000; the tutorial's 1/50000).
+    #[arg(long, default_value_t = 2e-5, value_parser = crate::train::parse_kl_weight, allow_hyphen_values = true)]
     pub kl_weight: f64,
     /// Weight samples (forward passes) per training step, averaged in the loss.
     #[arg(long, default_value_t = 3, value_parser = positive_usize)]
@@ -167,6 +167,21 @@ pub struct TrainArgs {
     /// Also checkpoint every N steps within an epoch [default: only after each epoch].
     #[arg(long, value_name = "N", value_parser = positive_usize)]
     pub checkpoint_steps: Option<usize>,
+    /// Local reparameterisation in fc1-fc3 (pre-activations sampled per image; conv weights still sampled once per pass); implies --kl closed.
+    #[arg(long)]
+    pub local_reparam: bool,
+    /// KL term: mc = Monte Carlo at the sampled weights, closed = analytic for the Gaussian prior [default: mc, closed with --local-reparam].
+    #[arg(long, value_enum)]
+    pub kl: Option<crate::train::KlMode>,
+    /// Combine the layers' KL by their mean (the tutorial's) or sum all parameters' (with --kl-weight 1/N: the per-example ELBO).
+    #[arg(long, value_enum, default_value_t = crate::train::KlReduction::LayerMean)]
+    pub kl_reduction: crate::train::KlReduction,
+    /// KL annealing: the KL weight rises linearly from 0 (per step) to --kl-weight over the first E epochs (0 = off).
+    #[arg(long, value_name = "E", default_value_t = 0)]
+    pub kl_anneal_epochs: usize,
+    /// LR at global step t of T: constant; cosine = lr·½(1+cos(πt/T)); one-cycle = lr/25→lr linearly over the first 30% of steps, then cosine down to lr/1e4 (--resume then needs the same --epochs).
+    #[arg(long, value_enum, default_value_t = crate::train::LrSchedule::Constant)]
+    pub lr_schedule: crate::train::LrSchedule,
     /// Fault injection for tests: a NaN ρ gradient at global step STEP in layer LAYER (0..5).
     #[arg(long, value_name = "STEP:LAYER", value_parser = step_layer, hide = true)]
     pub inject_nan: Option<(usize, usize)>,

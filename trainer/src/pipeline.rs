@@ -110,6 +110,11 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         train_samples: args.train_samples,
         seed: args.seed,
         threads: pool.current_num_threads(),
+        local_reparam: args.local_reparam,
+        kl: crate::train::KlMode::resolve(args.kl, args.local_reparam),
+        kl_reduction: args.kl_reduction,
+        kl_anneal_epochs: args.kl_anneal_epochs,
+        lr_schedule: args.lr_schedule,
     };
     println!(
         "training the Bayesian LeNet on {} MNIST images: {} epoch(s), batch {}, Adam lr {}, KL weight {}, {} samples per step, seed {}, {} threads",

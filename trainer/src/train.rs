@@ -7,6 +7,12 @@
 //! gradients (with the KL's), checked, and applied by Adam, in parallel over parameter chunks.
 //! Every boundary is fixed by the data, never by the thread count, so results are identical
 //! for any number of threads.
+//!
+//! Options (all off by default, when the run is the seed recipe bit for bit):
+//! [`TrainConfig::local_reparam`] (fc layers sample their pre-activations, conv layers keep one
+//! weight sample per pass), [`KlMode::Closed`] (the analytic KL), [`KlReduction::Sum`],
+//! [`TrainConfig::kl_anneal_epochs`] and [`LrSchedule`]. The schedules depend only on the
+//! global step and the run's total steps, so a resumed run stays bit-exact.
 
 use std::fmt;
 use std::sync::Mutex;
@@ -17,7 +23,7 @@ use rayon::prelude::*;
 use crate::evaluate::norm_lut;
 use crate::model::Lenet;
 use crate::nn::bayes::{self, Prior, PRIOR};
-use crate::nn::lenet::{layer_of, Workspace, IN, PARAMS};
+use crate::nn::lenet::{layer_of, LocalReparam, Workspace, FC_START, FC_UNITS, IN, PARAMS};
 use crate::nn::rng::{purpose, Rng};
 
 /// Images per shard of a batch (the unit of parallel work).
@@ -26,6 +32,110 @@ pub const SHARD: usize = 16;
 const CHUNK: usize = 4096;
 /// Padding of the random crop, in pixels.
 pub const CROP_PAD: usize = 4;
+
+/// How the KL term of the ELBO is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KlMode {
+    /// Monte Carlo: `log q(w) − log p(w)` at the sampled weights (torch-uncertainty's).
+    Mc,
+    /// Closed form for the Gaussian prior N(0, σ₁²): per parameter
+    /// `ln(σ₁/σ) + (σ² + μ²)/(2σ₁²) − 1/2` (refused for a mixture prior).
+    /// torch-uncertainty's log q carries an extra `+1/2`, so the Monte Carlo value averages
+    /// 1/2 per parameter below this one; the gradients have the same expectation.
+    Closed,
+}
+
+impl KlMode {
+    /// The mode for `--kl` given or not: closed is implied by local reparameterisation,
+    /// else Monte Carlo.
+    pub fn resolve(given: Option<KlMode>, local_reparam: bool) -> KlMode {
+        given.unwrap_or(if local_reparam {
+            KlMode::Closed
+        } else {
+            KlMode::Mc
+        })
+    }
+}
+
+/// How the per-layer KL sums are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KlReduction {
+    /// The mean over the 5 layers (torch-uncertainty's).
+    LayerMean,
+    /// The sum over all parameters (with a KL weight of 1/N: the per-example ELBO).
+    Sum,
+}
+
+impl KlReduction {
+    fn divisor(self) -> usize {
+        match self {
+            KlReduction::LayerMean => 5,
+            KlReduction::Sum => 1,
+        }
+    }
+}
+
+/// Learning rate as a function of the global step `t` (from 0) of `T` steps in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LrSchedule {
+    /// `lr` at every step.
+    Constant,
+    /// `lr·½(1 + cos(π·t/T))`.
+    Cosine,
+    /// Warm-up `lr/25 + (lr − lr/25)·t/W` for `t < W = 0.3·T`, then
+    /// `lr/1e4 + (lr − lr/1e4)·½(1 + cos(π·(t − W)/(T − W)))`.
+    OneCycle,
+}
+
+impl LrSchedule {
+    /// The learning rate at global step `t` of `total` for the base rate `lr`
+    /// (computed in f64, rounded to f32; `Constant` returns `lr` itself).
+    pub fn at(self, lr: f32, t: usize, total: usize) -> f32 {
+        let (base, t, total) = (lr as f64, t as f64, total.max(1) as f64);
+        let half_cos = |x: f64| 0.5 * (1.0 + (std::f64::consts::PI * x).cos());
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine => (base * half_cos(t / total)) as f32,
+            LrSchedule::OneCycle => {
+                let w = 0.3 * total;
+                let (start, end) = (base / 25.0, base / 1e4);
+                if t < w {
+                    (start + (base - start) * t / w) as f32
+                } else {
+                    (end + (base - end) * half_cos((t - w) / (total - w))) as f32
+                }
+            }
+        }
+    }
+}
+
+/// `--kl-weight`: a finite number ≥ 0, or a fraction `a/b` of such numbers (e.g. `1/60000`).
+pub fn parse_kl_weight(s: &str) -> Result<f64, String> {
+    let num = |p: &str| -> Result<f64, String> {
+        let v: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number or a fraction a/b"))?;
+        if !v.is_finite() {
+            return Err(format!("must be a finite number, got {s}"));
+        }
+        Ok(v)
+    };
+    let v = match s.split_once('/') {
+        Some((a, b)) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if b == 0.0 {
+                return Err(format!("division by zero in {s}"));
+            }
+            a / b
+        }
+        None => num(s)?,
+    };
+    if v < 0.0 {
+        return Err(format!("must not be negative, got {s}"));
+    }
+    Ok(v)
+}
 
 /// The training recipe.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +154,44 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Worker threads (0 = all cores).
     pub threads: usize,
+    /// Local reparameterisation of fc1, fc2, fc3 (needs [`KlMode::Closed`]).
+    pub local_reparam: bool,
+    /// How the KL is computed.
+    pub kl: KlMode,
+    /// How the layers' KL sums are combined.
+    pub kl_reduction: KlReduction,
+    /// KL annealing: the weight is `kl_weight·min(1, t/(E·steps per epoch))` at global step
+    /// `t` for E epochs (0 = off).
+    pub kl_anneal_epochs: usize,
+    /// Learning-rate schedule over all `epochs · steps per epoch` steps.
+    pub lr_schedule: LrSchedule,
+}
+
+impl TrainConfig {
+    /// Refuses inconsistent options (one line each).
+    pub fn check_options(&self, prior: &Prior) -> Result<(), TrainError> {
+        if self.local_reparam && self.kl == KlMode::Mc {
+            return Err(TrainError::Invalid(
+                "--local-reparam samples no fc weights, so the Monte Carlo KL cannot be computed: use --kl closed (the default with --local-reparam)".into(),
+            ));
+        }
+        if self.kl == KlMode::Closed && !bayes::closed_kl_supported(prior) {
+            return Err(TrainError::Invalid(format!(
+                "--kl closed needs a single Gaussian prior, this prior is a mixture (π = {})",
+                prior.pi
+            )));
+        }
+        Ok(())
+    }
+
+    /// KL weight at global step `t` with `steps_per_epoch` steps per epoch.
+    pub fn kl_weight_at(&self, t: usize, steps_per_epoch: usize) -> f32 {
+        if self.kl_anneal_epochs == 0 {
+            return self.kl_weight;
+        }
+        let ramp = (self.kl_anneal_epochs * steps_per_epoch) as f64;
+        (self.kl_weight as f64 * (t as f64 / ramp).min(1.0)) as f32
+    }
 }
 
 impl Default for TrainConfig {
@@ -57,6 +205,11 @@ impl Default for TrainConfig {
             train_samples: 3,
             seed: 0,
             threads: 0,
+            local_reparam: false,
+            kl: KlMode::Mc,
+            kl_reduction: KlReduction::LayerMean,
+            kl_anneal_epochs: 0,
+            lr_schedule: LrSchedule::Constant,
         }
     }
 }
@@ -270,17 +423,29 @@ pub(crate) struct Engine {
     pub(crate) sigma: Vec<f32>,
     ln_sigma: Vec<f32>,
     dsigma: Vec<f32>,
+    /// σ², used by the locally reparameterised fc layers only.
+    var: Vec<f32>,
     /// ε per sample, `[s][PARAMS]`.
     pub(crate) eps: Vec<f32>,
-    /// Sampled weights per sample, `[s][PARAMS]`.
+    /// Sampled weights per sample, `[s][PARAMS]` (the fc part stays unused under local
+    /// reparameterisation).
     pub(crate) w: Vec<f32>,
     pub(crate) gmu: Vec<f32>,
     pub(crate) grho: Vec<f32>,
-    /// Per shard, per sample: `∂L/∂w` of the shard's images (fixed shards: a deterministic sum).
+    /// Per shard, per sample: `∂L/∂w` of the shard's images (fixed shards: a deterministic sum);
+    /// `∂L/∂μ` for the locally reparameterised fc layers.
     shard_grads: Vec<Vec<Vec<f32>>>,
+    /// Per shard, per sample: `∂L/∂σ²` of the locally reparameterised fc layers (empty when off).
+    shard_gvars: Vec<Vec<Vec<f32>>>,
+    /// Per shard, per sample: the fc pre-activation noise, `SHARD · FC_UNITS` values (empty when
+    /// off), drawn from streams of (seed, step, sample, shard).
+    lr_eps: Vec<Vec<Vec<f32>>>,
     /// Scratch buffers, one per worker thread (kept warm in that core's cache).
     scratch: Vec<Mutex<Workspace>>,
     prior: Prior,
+    local_reparam: bool,
+    kl: KlMode,
+    reduction: KlReduction,
 }
 
 /// Losses of one step.
@@ -299,20 +464,45 @@ impl Engine {
             sigma: vec![0.0; PARAMS],
             ln_sigma: vec![0.0; PARAMS],
             dsigma: vec![0.0; PARAMS],
+            var: vec![],
             eps: vec![0.0; s * PARAMS],
             w: vec![0.0; s * PARAMS],
             gmu: vec![0.0; PARAMS],
             grho: vec![0.0; PARAMS],
             shard_grads: vec![vec![vec![0.0; PARAMS]; s]; shards],
+            shard_gvars: vec![vec![]; shards],
+            lr_eps: vec![vec![]; shards],
             scratch: (0..threads.max(1))
                 .map(|_| Mutex::new(Workspace::new(SHARD, s, true)))
                 .collect(),
             prior: PRIOR,
+            local_reparam: false,
+            kl: KlMode::Mc,
+            reduction: KlReduction::LayerMean,
         }
     }
 
+    /// The engine for `cfg`'s local reparameterisation and KL options.
+    pub(crate) fn with_options(mut self, cfg: &TrainConfig) -> Self {
+        self.local_reparam = cfg.local_reparam;
+        self.kl = cfg.kl;
+        self.reduction = cfg.kl_reduction;
+        if cfg.local_reparam {
+            let s = self.s;
+            self.var = vec![0.0; PARAMS];
+            for g in &mut self.shard_gvars {
+                *g = vec![vec![0.0; PARAMS]; s];
+            }
+            for e in &mut self.lr_eps {
+                *e = vec![vec![0.0; SHARD * FC_UNITS]; s];
+            }
+        }
+        self
+    }
+
     /// σ terms of the current ρ, then fresh ε (from `seed`, `step`) unless `keep_eps`, and the
-    /// weight samples; returns Σ_s KL_s (each the mean over layers).
+    /// weight samples; returns Σ_s KL_s (each reduced over the layers) for the Monte Carlo KL,
+    /// the KL itself for the closed form.
     pub(crate) fn sample(&mut self, model: &Lenet, seed: u64, step: u64, keep_eps: bool) -> f64 {
         let (sigma, ln_sigma, dsigma) = (&mut self.sigma, &mut self.ln_sigma, &mut self.dsigma);
         sigma
@@ -323,6 +513,9 @@ impl Engine {
             .for_each(|(c, ((s, l), d))| {
                 bayes::sigma_terms(&model.rho[c * CHUNK..c * CHUNK + s.len()], s, l, d);
             });
+        if self.kl == KlMode::Closed {
+            return self.sample_closed(model, seed, step, keep_eps);
+        }
         let per_sample = PARAMS.div_ceil(CHUNK);
         let (sigma, ln_sigma, prior) = (&self.sigma, &self.ln_sigma, &self.prior);
         let parts: Vec<f64> = self
@@ -347,13 +540,78 @@ impl Engine {
             })
             .collect();
         debug_assert_eq!(parts.len(), self.s * per_sample);
-        parts.iter().sum::<f64>() / 5.0
+        parts.iter().sum::<f64>() / self.reduction.divisor() as f64
+    }
+
+    /// [`Engine::sample`] for the closed-form KL: samples the weights (only the conv layers'
+    /// under local reparameterisation, plus σ² and the fc noise) and returns the KL.
+    fn sample_closed(&mut self, model: &Lenet, seed: u64, step: u64, keep_eps: bool) -> f64 {
+        let limit = if self.local_reparam { FC_START } else { PARAMS };
+        let sigma = &self.sigma;
+        self.eps
+            .par_chunks_mut(PARAMS)
+            .zip(self.w.par_chunks_mut(PARAMS))
+            .enumerate()
+            .flat_map(|(s, (e, w))| {
+                e.par_chunks_mut(CHUNK)
+                    .zip(w.par_chunks_mut(CHUNK))
+                    .enumerate()
+                    .map(move |(c, (e, w))| (s, c, e, w))
+            })
+            .for_each(|(s, c, e, w)| {
+                let lo = c * CHUNK;
+                if lo >= limit {
+                    return;
+                }
+                let len = e.len().min(limit - lo);
+                let (e, w) = (&mut e[..len], &mut w[..len]);
+                if !keep_eps {
+                    Rng::stream(seed, &[purpose::TRAIN_EPS, step, s as u64, c as u64])
+                        .fill_normal(e);
+                }
+                bayes::sample(&model.mu[lo..lo + len], &sigma[lo..lo + len], e, w);
+            });
+        if self.local_reparam {
+            self.var
+                .par_chunks_mut(CHUNK)
+                .zip(sigma.par_chunks(CHUNK))
+                .for_each(|(v, s)| {
+                    for (v, &s) in v.iter_mut().zip(s) {
+                        *v = s * s;
+                    }
+                });
+            if !keep_eps {
+                self.lr_eps
+                    .par_iter_mut()
+                    .enumerate()
+                    .flat_map(|(k, per)| {
+                        per.par_iter_mut().enumerate().map(move |(j, e)| (k, j, e))
+                    })
+                    .for_each(|(k, j, e)| {
+                        Rng::stream(seed, &[purpose::TRAIN_LR_EPS, step, j as u64, k as u64])
+                            .fill_normal(e);
+                    });
+            }
+        }
+        let (ln_sigma, prior) = (&self.ln_sigma, &self.prior);
+        let parts: Vec<f64> = model
+            .mu
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, m)| {
+                let r = c * CHUNK..c * CHUNK + m.len();
+                bayes::closed_kl_sum(m, &sigma[r.clone()], &ln_sigma[r], prior)
+            })
+            .collect();
+        parts.iter().sum::<f64>() / self.reduction.divisor() as f64
     }
 
     /// Forward + backward of the batch (normalised images produced by `fill`) and the μ, ρ
-    /// gradients of the ELBO into `gmu`, `grho`. `kl_sum` is [`Engine::sample`]'s result.
+    /// gradients of the ELBO into `gmu`, `grho`. `kl_sum` is [`Engine::sample`]'s result for
+    /// the same `model`.
     pub(crate) fn gradients(
         &mut self,
+        model: &Lenet,
         n: usize,
         labels: &[u8],
         kl_weight: f32,
@@ -365,10 +623,13 @@ impl Engine {
         let weights: Vec<&[f32]> = self.w.chunks_exact(PARAMS).collect();
         let nshards = n.div_ceil(SHARD);
         let scratch = &self.scratch;
+        let local_reparam = self.local_reparam;
+        let (var, lr_eps) = (&self.var, &self.lr_eps);
         let outs: Vec<(f64, usize)> = self.shard_grads[..nshards]
             .par_iter_mut()
+            .zip(self.shard_gvars[..nshards].par_iter_mut())
             .enumerate()
-            .map(|(k, grads)| {
+            .map(|(k, (grads, gvars))| {
                 let t = rayon::current_thread_index().unwrap_or(0) % scratch.len();
                 let mut ws = scratch[t].lock().unwrap_or_else(|e| e.into_inner());
                 let lo = k * SHARD;
@@ -376,15 +637,31 @@ impl Engine {
                 for i in 0..m {
                     fill(lo + i, &mut ws.x[i * IN..(i + 1) * IN]);
                 }
-                let ce = ws.forward_backward(m, &labels[lo..lo + m], &weights, scale, grads);
+                let labels = &labels[lo..lo + m];
+                let ce = if local_reparam {
+                    let lrs: Vec<LocalReparam> = lr_eps[k]
+                        .iter()
+                        .map(|e| LocalReparam {
+                            mu: &model.mu,
+                            var,
+                            eps: e,
+                        })
+                        .collect();
+                    ws.forward_backward_lr(m, labels, &weights, &lrs, scale, grads, gvars)
+                } else {
+                    ws.forward_backward(m, labels, &weights, scale, grads)
+                };
                 (
                     ce.iter().map(|c| c.ce_sum).sum(),
                     ce.iter().map(|c| c.correct).sum(),
                 )
             })
             .collect();
-        let c = kl_weight / (5 * s) as f32;
+        let c = kl_weight / (self.reduction.divisor() * s) as f32;
+        let c_closed = kl_weight / self.reduction.divisor() as f32;
+        let closed = self.kl == KlMode::Closed;
         let shards = &self.shard_grads[..nshards];
+        let gvars = &self.shard_gvars[..nshards];
         let (sigma, dsigma, eps, w, prior) =
             (&self.sigma, &self.dsigma, &self.eps, &self.w, &self.prior);
         self.gmu
@@ -398,6 +675,14 @@ impl Engine {
                 gr.fill(0.0);
                 let mut g = [0.0f32; CHUNK];
                 let g = &mut g[..len];
+                // Local reparameterisation: [split, len) of this chunk is fc (∂/∂μ, ∂/∂σ²).
+                let split = if local_reparam {
+                    FC_START.clamp(lo, lo + len) - lo
+                } else {
+                    len
+                };
+                let mut gv = [0.0f32; CHUNK];
+                let gv = &mut gv[split..len];
                 for j in 0..s {
                     g.copy_from_slice(&shards[0][j][lo..lo + len]);
                     for sg in &shards[1..] {
@@ -406,13 +691,49 @@ impl Engine {
                         }
                     }
                     let r = j * PARAMS + lo..j * PARAMS + lo + len;
-                    bayes::accumulate_grads(
-                        &sigma[lo..lo + len],
-                        &dsigma[lo..lo + len],
-                        &eps[r.clone()],
-                        &w[r],
-                        g,
-                        c,
+                    if !closed {
+                        bayes::accumulate_grads(
+                            &sigma[lo..lo + len],
+                            &dsigma[lo..lo + len],
+                            &eps[r.clone()],
+                            &w[r],
+                            g,
+                            c,
+                            prior,
+                            gm,
+                            gr,
+                        );
+                        continue;
+                    }
+                    let e = &eps[j * PARAMS + lo..j * PARAMS + lo + split];
+                    let (gm0, gm1) = gm.split_at_mut(split);
+                    let (gr0, gr1) = gr.split_at_mut(split);
+                    bayes::accumulate_data_grads(&dsigma[lo..lo + split], e, &g[..split], gm0, gr0);
+                    if split < len {
+                        let f = lo + split..lo + len;
+                        gv.copy_from_slice(&gvars[0][j][f.clone()]);
+                        for sv in &gvars[1..] {
+                            for (a, &b) in gv.iter_mut().zip(&sv[j][f.clone()]) {
+                                *a += b;
+                            }
+                        }
+                        bayes::accumulate_var_grads(
+                            &sigma[f.clone()],
+                            &dsigma[f],
+                            &g[split..],
+                            gv,
+                            gm1,
+                            gr1,
+                        );
+                    }
+                }
+                if closed {
+                    let r = lo..lo + len;
+                    bayes::accumulate_closed_kl_grads(
+                        &model.mu[r.clone()],
+                        &sigma[r.clone()],
+                        &dsigma[r],
+                        c_closed,
                         prior,
                         gm,
                         gr,
@@ -423,7 +744,7 @@ impl Engine {
         let correct = outs.iter().map(|o| o.1).sum();
         StepLoss {
             ce: ce / (n * s) as f64,
-            kl: kl_sum / s as f64,
+            kl: if closed { kl_sum } else { kl_sum / s as f64 },
             correct,
         }
     }
@@ -524,6 +845,7 @@ pub fn train_resumable(
             "model has the wrong number of parameters".into(),
         ));
     }
+    cfg.check_options(&PRIOR)?;
     if let Some(s) = &checkpoints.resume {
         check_resume(s, n.div_ceil(cfg.batch_size.min(n)), cfg.epochs)?;
     }
@@ -578,7 +900,9 @@ fn train_in_pool(
     let n = labels.len();
     let batch = cfg.batch_size.min(n);
     let steps_per_epoch = n.div_ceil(batch);
-    let mut engine = Engine::new(cfg.train_samples, batch, pool.current_num_threads());
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let mut engine =
+        Engine::new(cfg.train_samples, batch, pool.current_num_threads()).with_options(cfg);
     let Checkpoints {
         resume,
         every_steps,
@@ -647,16 +971,19 @@ fn train_in_pool(
                 );
             };
             let bl = &batch_labels[..m];
+            let kl_weight = cfg.kl_weight_at(global, steps_per_epoch);
+            let lr = cfg.lr_schedule.at(cfg.lr, global, total_steps);
+            (adam_mu.lr, adam_rho.lr) = (lr, lr);
             let (l, bad) = pool.install(|| {
                 let kl_sum = engine.sample(model, cfg.seed, global as u64, false);
-                let l = engine.gradients(m, bl, cfg.kl_weight, kl_sum, &fill);
+                let l = engine.gradients(model, m, bl, kl_weight, kl_sum, &fill);
                 if let Some((_, layer)) = inject_nan.filter(|&(s, _)| s == global) {
                     let r = &crate::nn::lenet::LAYERS[layer.min(4)];
                     engine.grho[r.b] = f32::NAN;
                 }
                 (l, engine.check())
             });
-            let loss = l.ce + cfg.kl_weight as f64 * l.kl;
+            let loss = l.ce + kl_weight as f64 * l.kl;
             if !loss.is_finite() {
                 let layer = pool.install(|| engine.nonfinite_weights().or(bad.map(|b| b.1)));
                 return Err(TrainError::NonFinite {
@@ -788,6 +1115,30 @@ mod tests {
     /// ∂/∂μ and ∂/∂ρ against central differences, on the largest gradients of every layer.
     #[test]
     fn elbo_gradients_match_finite_differences() {
+        check_elbo_gradients(&TrainConfig::default());
+    }
+
+    /// The same with local reparameterisation and the closed-form KL (layer mean and sum), and
+    /// with the closed-form KL on sampled weights.
+    #[test]
+    fn elbo_gradients_match_finite_differences_with_options() {
+        let lr = TrainConfig {
+            local_reparam: true,
+            kl: KlMode::Closed,
+            ..TrainConfig::default()
+        };
+        check_elbo_gradients(&lr);
+        check_elbo_gradients(&TrainConfig {
+            kl_reduction: KlReduction::Sum,
+            ..lr.clone()
+        });
+        check_elbo_gradients(&TrainConfig {
+            kl: KlMode::Closed,
+            ..TrainConfig::default()
+        });
+    }
+
+    fn check_elbo_gradients(cfg: &TrainConfig) {
         let mut model = Lenet::init(3);
         for m in &mut model.mu {
             *m *= 3.0;
@@ -801,13 +1152,13 @@ mod tests {
         let labels: Vec<u8> = (0..n as u8).map(|i| i % 10).collect();
         let fill = |i: usize, out: &mut [f32]| out.copy_from_slice(&x[i * IN..(i + 1) * IN]);
         let klw = 0.05; // large enough that the KL's gradients count
-        let mut e = Engine::new(2, n, rayon::current_num_threads());
+        let mut e = Engine::new(2, n, rayon::current_num_threads()).with_options(cfg);
         let kl = e.sample(&model, 9, 0, false);
-        e.gradients(n, &labels, klw, kl, &fill);
+        e.gradients(&model, n, &labels, klw, kl, &fill);
         let (gmu, grho) = (e.gmu.clone(), e.grho.clone());
         let mut loss = |m: &Lenet| -> f64 {
             let kl = e.sample(m, 9, 0, true);
-            let l = e.gradients(n, &labels, klw, kl, &fill);
+            let l = e.gradients(m, n, &labels, klw, kl, &fill);
             l.ce + klw as f64 * l.kl
         };
         let mut checked = 0;
@@ -842,7 +1193,7 @@ mod tests {
                     assert!(
                         fds.iter()
                             .any(|fd| (an - fd).abs() <= 0.01 * fd.abs() + 5e-4),
-                        "{} {which}[{i}]: analytic {an} vs finite differences {fds:?}",
+                        "{cfg:?}: {} {which}[{i}]: analytic {an} vs finite differences {fds:?}",
                         l.name
                     );
                     checked += 1;
@@ -853,13 +1204,22 @@ mod tests {
     }
 
     fn small_run(threads: usize, n: usize, epochs: usize) -> (Lenet, Vec<StepInfo>) {
+        small_run_with(threads, n, epochs, &TrainConfig::default())
+    }
+
+    fn small_run_with(
+        threads: usize,
+        n: usize,
+        epochs: usize,
+        base: &TrainConfig,
+    ) -> (Lenet, Vec<StepInfo>) {
         let (x, y) = mnist("train", n).expect("MNIST in /work/data or $TINYVI_DATA");
         let cfg = TrainConfig {
             epochs,
             batch_size: 64,
             seed: 5,
             threads,
-            ..TrainConfig::default()
+            ..base.clone()
         };
         let mut model = Lenet::init(cfg.seed);
         let mut steps = vec![];
@@ -878,6 +1238,142 @@ mod tests {
             "parameters differ between 1 and 2 threads"
         );
         assert_ne!(a.mu, Lenet::init(5).mu);
+    }
+
+    /// Local reparameterisation (one sample, closed KL): the same parameters and steps for 1 and
+    /// 2 threads, and different from the default recipe's.
+    #[test]
+    fn local_reparam_is_the_same_for_one_or_two_threads() {
+        let cfg = TrainConfig {
+            local_reparam: true,
+            kl: KlMode::Closed,
+            train_samples: 1,
+            lr_schedule: LrSchedule::OneCycle,
+            kl_anneal_epochs: 1,
+            ..TrainConfig::default()
+        };
+        let (a, sa) = small_run_with(1, 300, 2, &cfg);
+        let (b, sb) = small_run_with(2, 300, 2, &cfg);
+        assert_eq!(sa.len(), 10);
+        assert_eq!(sa, sb);
+        assert!(a == b, "parameters differ between 1 and 2 threads");
+        let (d, _) = small_run(2, 300, 2);
+        assert_ne!(a.mu, d.mu);
+        // The KL is the closed form (annealed from 0: the first step's loss is its CE).
+        assert_eq!(sa[0].loss, sa[0].ce);
+        assert!(sa.iter().all(|s| s.kl > 0.0 && s.loss.is_finite()));
+    }
+
+    /// A short run with local reparameterisation, closed KL summed and weighted 1/60000 (as on
+    /// the full set), and one-cycle learns as well as the default.
+    #[test]
+    fn local_reparam_training_lowers_the_loss() {
+        let cfg = TrainConfig {
+            local_reparam: true,
+            kl: KlMode::Closed,
+            kl_reduction: KlReduction::Sum,
+            kl_weight: 1.0 / 60000.0,
+            lr: 3e-3,
+            train_samples: 1,
+            lr_schedule: LrSchedule::OneCycle,
+            ..TrainConfig::default()
+        };
+        let (_, steps) = small_run_with(0, 1024, 3, &cfg);
+        assert_eq!(steps.len(), 48);
+        let first = steps[0].ce;
+        let last: f32 = steps[40..].iter().map(|s| s.ce).sum::<f32>() / 8.0;
+        let acc: f32 = steps[40..].iter().map(|s| s.batch_accuracy).sum::<f32>() / 8.0;
+        assert!(first > 2.0, "first CE {first}");
+        assert!(last < 0.75 * first, "CE {first} → {last}");
+        assert!(acc > 0.3, "accuracy {acc}");
+        assert!(steps
+            .iter()
+            .all(|s| (s.loss - s.ce - s.kl / 60000.0).abs() < 1e-4 * (1.0 + s.loss.abs())));
+    }
+
+    #[test]
+    fn lr_schedules_at_known_steps() {
+        let lr = 3e-3f32;
+        let near = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-6 * b.abs() + 1e-12;
+        for t in [0, 7, 99, 1000] {
+            assert_eq!(LrSchedule::Constant.at(lr, t, 100), lr);
+        }
+        let l = lr as f64;
+        let cos = |t, total| LrSchedule::Cosine.at(lr, t, total);
+        assert!(near(cos(0, 100), l));
+        assert!(near(cos(25, 100), l * 0.5 * (1.0 + 0.5f64.sqrt())));
+        assert!(near(cos(50, 100), l * 0.5));
+        assert!(near(
+            cos(99, 100),
+            l * 0.5 * (1.0 + (std::f64::consts::PI * 0.99).cos())
+        ));
+        let one = |t| LrSchedule::OneCycle.at(lr, t, 100);
+        assert!(near(one(0), l / 25.0));
+        assert!(near(one(15), l / 25.0 + (l - l / 25.0) * 0.5));
+        assert!(near(one(30), l));
+        assert!(near(one(65), l / 1e4 + (l - l / 1e4) * 0.5));
+        assert!(near(one(100), l / 1e4));
+        let v: Vec<f32> = (0..100).map(one).collect();
+        assert!(v[..31].windows(2).all(|w| w[0] < w[1]), "warm-up rises");
+        assert!(v[30..].windows(2).all(|w| w[0] > w[1]), "then falls");
+    }
+
+    #[test]
+    fn kl_weight_anneals_linearly_per_step() {
+        let cfg = TrainConfig {
+            kl_weight: 0.02,
+            kl_anneal_epochs: 2,
+            ..TrainConfig::default()
+        };
+        assert_eq!(cfg.kl_weight_at(0, 10), 0.0);
+        assert!((cfg.kl_weight_at(5, 10) - 0.005).abs() < 1e-9);
+        assert!((cfg.kl_weight_at(19, 10) - 0.019).abs() < 1e-9);
+        assert_eq!(cfg.kl_weight_at(20, 10), 0.02);
+        assert_eq!(cfg.kl_weight_at(500, 10), 0.02);
+        let off = TrainConfig::default();
+        assert_eq!(off.kl_weight_at(0, 10), off.kl_weight);
+    }
+
+    #[test]
+    fn kl_weight_parses_numbers_and_fractions() {
+        assert_eq!(parse_kl_weight("2e-5"), Ok(2e-5));
+        assert_eq!(parse_kl_weight("1/60000"), Ok(1.0 / 60000.0));
+        assert_eq!(parse_kl_weight(" 3 / 4 "), Ok(0.75));
+        assert_eq!(parse_kl_weight("0"), Ok(0.0));
+        for (bad, why) in [
+            ("1/0", "division by zero"),
+            ("-1/5", "must not be negative"),
+            ("a/b", "not a number"),
+            ("1/2/3", "not a number"),
+            ("inf", "finite"),
+            ("", "not a number"),
+        ] {
+            let e = parse_kl_weight(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_options_are_refused() {
+        let mut m = Lenet::init(0);
+        let cfg = TrainConfig {
+            local_reparam: true,
+            ..TrainConfig::default()
+        };
+        let e = train(&mut m, &[0; 784], &[1], &cfg, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("--kl closed"), "{e}");
+        let closed = TrainConfig {
+            kl: KlMode::Closed,
+            ..TrainConfig::default()
+        };
+        assert!(closed.check_options(&PRIOR).is_ok());
+        let mixture = Prior { pi: 0.5, ..PRIOR };
+        let e = closed.check_options(&mixture).unwrap_err();
+        assert!(e.to_string().contains("mixture"), "{e}");
+        assert!(TrainConfig::default().check_options(&mixture).is_ok());
+        assert_eq!(KlMode::resolve(None, true), KlMode::Closed);
+        assert_eq!(KlMode::resolve(None, false), KlMode::Mc);
+        assert_eq!(KlMode::resolve(Some(KlMode::Mc), true), KlMode::Mc);
     }
 
     #[test]
@@ -899,13 +1395,37 @@ mod tests {
     /// run, ends with the parameters and step losses of the uninterrupted run, bit for bit.
     #[test]
     fn resuming_from_any_checkpoint_is_bit_exact() {
+        check_resume_bit_exact(&TrainConfig::default());
+    }
+
+    /// The same with a learning-rate schedule, KL annealing, local reparameterisation and the
+    /// closed-form KL summed (and with the schedule alone on the default ELBO).
+    #[test]
+    fn resuming_with_schedules_and_options_is_bit_exact() {
+        check_resume_bit_exact(&TrainConfig {
+            local_reparam: true,
+            kl: KlMode::Closed,
+            kl_reduction: KlReduction::Sum,
+            kl_weight: 1.0 / 300.0,
+            kl_anneal_epochs: 1,
+            lr_schedule: LrSchedule::OneCycle,
+            train_samples: 2,
+            ..TrainConfig::default()
+        });
+        check_resume_bit_exact(&TrainConfig {
+            lr_schedule: LrSchedule::Cosine,
+            ..TrainConfig::default()
+        });
+    }
+
+    fn check_resume_bit_exact(base: &TrainConfig) {
         let (x, y) = mnist("train", 300).expect("MNIST in /work/data or $TINYVI_DATA");
         let cfg = TrainConfig {
             epochs: 2,
             batch_size: 64,
             seed: 11,
             threads: 2,
-            ..TrainConfig::default()
+            ..base.clone()
         };
         let mut saved: Vec<(Lenet, TrainState)> = vec![];
         let mut save = |m: &Lenet, s: &TrainState| {

@@ -137,6 +137,73 @@ pub fn accumulate_grads(
     }
 }
 
+/// Adds one weight sample's data term `g = ∂L/∂w` (no KL) through `w = μ + σε`:
+/// `∂/∂μ += g`, `∂/∂ρ += g·ε·σ′(ρ)`.
+pub fn accumulate_data_grads(
+    dsigma: &[f32],
+    eps: &[f32],
+    g: &[f32],
+    gmu: &mut [f32],
+    grho: &mut [f32],
+) {
+    for i in 0..g.len() {
+        gmu[i] += g[i];
+        grho[i] += g[i] * eps[i] * dsigma[i];
+    }
+}
+
+/// Adds the data term of a locally reparameterised weight: `gm = ∂L/∂μ` directly and
+/// `gv = ∂L/∂σ²`, which reaches ρ through `σ² = softplus(ρ)²`: `∂/∂ρ += gv·2σ·σ′(ρ)`.
+pub fn accumulate_var_grads(
+    sigma: &[f32],
+    dsigma: &[f32],
+    gm: &[f32],
+    gv: &[f32],
+    gmu: &mut [f32],
+    grho: &mut [f32],
+) {
+    for i in 0..gm.len() {
+        gmu[i] += gm[i];
+        grho[i] += gv[i] * 2.0 * sigma[i] * dsigma[i];
+    }
+}
+
+/// Whether the closed-form KL exists for `prior`: only for a single Gaussian (π = 1).
+pub fn closed_kl_supported(prior: &Prior) -> bool {
+    prior.pi >= 1.0
+}
+
+/// The closed-form `Σ KL(N(μ, σ²) ‖ N(0, σ₁²))` over a slice, per parameter
+/// `ln(σ₁/σ) + (σ² + μ²)/(2σ₁²) − 1/2` (in f64), for the prior's first component.
+pub fn closed_kl_sum(mu: &[f32], sigma: &[f32], ln_sigma: &[f32], prior: &Prior) -> f64 {
+    let s1 = prior.sigma1 as f64;
+    let (ln_s1, inv2v) = (s1.ln(), 0.5 / (s1 * s1));
+    let mut acc = 0.0f64;
+    for i in 0..mu.len() {
+        let (m, s) = (mu[i] as f64, sigma[i] as f64);
+        acc += ln_s1 - ln_sigma[i] as f64 + (s * s + m * m) * inv2v - 0.5;
+    }
+    acc
+}
+
+/// Adds `c ·` the gradients of [`closed_kl_sum`]: `∂/∂μ = μ/σ₁²`,
+/// `∂/∂ρ = (σ/σ₁² − 1/σ)·σ′(ρ)`.
+pub fn accumulate_closed_kl_grads(
+    mu: &[f32],
+    sigma: &[f32],
+    dsigma: &[f32],
+    c: f32,
+    prior: &Prior,
+    gmu: &mut [f32],
+    grho: &mut [f32],
+) {
+    let inv_v = 1.0 / (prior.sigma1 * prior.sigma1);
+    for i in 0..mu.len() {
+        gmu[i] += c * mu[i] * inv_v;
+        grho[i] += c * (sigma[i] * inv_v - 1.0 / sigma[i]) * dsigma[i];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

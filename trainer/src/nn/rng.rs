@@ -64,6 +64,8 @@ pub mod purpose {
     pub const TRAIN_EPS: u64 = 4;
     /// Evaluation weight noise ε.
     pub const EVAL_EPS: u64 = 5;
+    /// Training pre-activation noise of the fully connected layers (local reparameterisation).
+    pub const TRAIN_LR_EPS: u64 = 6;
 }
 
 impl Rng {
