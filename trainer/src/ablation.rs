@@ -242,9 +242,15 @@ mod tests {
             ],
             &[0, 1],
         );
-        assert!(t.contains("| seed | (the tutorial's recipe) | 0.9600 ± 0.0141 |"), "{t}");
+        assert!(
+            t.contains("| seed | (the tutorial's recipe) | 0.9600 ± 0.0141 |"),
+            "{t}"
+        );
         assert!(t.contains("0.8500 ± 0.0707"), "{t}");
-        assert!(t.contains("| closed-kl | `--kl closed` | 0.9000 ± 0.0000 |"), "{t}");
+        assert!(
+            t.contains("| closed-kl | `--kl closed` | 0.9000 ± 0.0000 |"),
+            "{t}"
+        );
         assert!(t.contains("n/a"), "{t}");
         assert_eq!(t.lines().count(), 6);
     }

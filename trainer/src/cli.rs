@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::recipe::Recipe;
+use crate::train::{KlMode, KlReduction, LrSchedule};
+
 /// Train, evaluate and export tinyvi's variational Bayesian LeNet (Bayes-by-Backprop) on MNIST.
 ///
 /// Without a subcommand, `trainer` trains with the recipe of torch-uncertainty's
@@ -115,21 +118,29 @@ pub struct AblationArgs {
 /// Flags of `train`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// Number of passes over the training set.
-    #[arg(long, default_value_t = 1, value_parser = positive_usize)]
-    pub epochs: usize,
-    /// Images per optimisation step (the last partial batch is kept).
-    #[arg(long, default_value_t = 128, value_parser = positive_usize)]
-    pub batch_size: usize,
-    /// Adam learning rate (finite, > 0).
-    #[arg(long, default_value_t = 1e-3, value_parser = positive_f64, allow_hyphen_values = true)]
-    pub lr: f64,
-    /// Weight of the KL term in the ELBO (finite, >= 0, or a fraction like 1/60000; the tutorial's 1/50000).
-    #[arg(long, default_value_t = 2e-5, value_parser = crate::train::parse_kl_weight, allow_hyphen_values = true)]
-    pub kl_weight: f64,
-    /// Weight samples (forward passes) per training step, averaged in the loss.
-    #[arg(long, default_value_t = 3, value_parser = positive_usize)]
-    pub train_samples: usize,
+    /// Named settings: seed = torch-uncertainty's tutorial (DESIGN §3); best = the README
+    /// ablation's winner (--epochs 15 --lr 3e-3 --lr-schedule one-cycle --kl closed
+    /// --kl-weight 1/60000 --train-samples 1 --holdout 5000 --temperature-scaling). Flags given
+    /// explicitly override the recipe's values.
+    #[arg(long, value_enum, default_value_t = Recipe::Seed)]
+    pub recipe: Recipe,
+    /// Number of passes over the training set [recipe seed: 1, best: 15].
+    #[arg(long, value_parser = positive_usize)]
+    pub epochs: Option<usize>,
+    /// Images per optimisation step; the last partial batch is kept [recipes: 128].
+    #[arg(long, value_parser = positive_usize)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate, the peak of a schedule (finite, > 0) [recipe seed: 1e-3, best: 3e-3].
+    #[arg(long, value_parser = positive_f64, allow_hyphen_values = true)]
+    pub lr: Option<f64>,
+    /// Weight of the KL term in the ELBO: finite, >= 0, or a fraction like 1/60000 [recipe
+    /// seed: 1/50000 (the tutorial's), best: 1/60000].
+    #[arg(long, value_parser = crate::train::parse_kl_weight, allow_hyphen_values = true)]
+    pub kl_weight: Option<f64>,
+    /// Weight samples (forward passes) per training step, averaged in the loss [recipe seed:
+    /// 3, best: 1].
+    #[arg(long, value_parser = positive_usize)]
+    pub train_samples: Option<usize>,
     /// Monte Carlo samples per test image in the evaluation.
     #[arg(long, default_value_t = 16, value_parser = positive_usize)]
     pub eval_samples: usize,
@@ -149,14 +160,15 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", value_parser = positive_usize)]
     pub limit: Option<usize>,
     /// Hold out the last N training images: never trained on, they choose the OOD threshold
-    /// and the temperature (--temperature-scaling) [default: 0, train on all].
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub holdout: usize,
+    /// and the temperature (--temperature-scaling) [recipe seed: 0, best: 5000].
+    #[arg(long, value_name = "N")]
+    pub holdout: Option<usize>,
     /// After training, divide the logits by the temperature that minimises the NLL of the
     /// Monte Carlo prediction on the --holdout images (folded into fc3's means and σ, so the
-    /// exported model and the device are calibrated too).
-    #[arg(long)]
-    pub temperature_scaling: bool,
+    /// exported model and the device are calibrated too) [recipe seed: off, best: on;
+    /// `--temperature-scaling false` turns it off].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub temperature_scaling: Option<bool>,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
@@ -167,21 +179,28 @@ pub struct TrainArgs {
     /// Also checkpoint every N steps within an epoch [default: only after each epoch].
     #[arg(long, value_name = "N", value_parser = positive_usize)]
     pub checkpoint_steps: Option<usize>,
-    /// Local reparameterisation in fc1-fc3 (pre-activations sampled per image; conv weights still sampled once per pass); implies --kl closed.
-    #[arg(long)]
-    pub local_reparam: bool,
-    /// KL term: mc = Monte Carlo at the sampled weights, closed = analytic for the Gaussian prior [default: mc, closed with --local-reparam].
+    /// Local reparameterisation in fc1-fc3 (pre-activations sampled per image; conv weights
+    /// still sampled once per pass); implies --kl closed [recipes: off; `--local-reparam false`
+    /// turns it off].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub local_reparam: Option<bool>,
+    /// KL term: mc = Monte Carlo at the sampled weights, closed = analytic for the Gaussian
+    /// prior [recipe seed: mc (closed with --local-reparam), best: closed].
     #[arg(long, value_enum)]
-    pub kl: Option<crate::train::KlMode>,
-    /// Combine the layers' KL by their mean (the tutorial's) or sum all parameters' (with --kl-weight 1/N: the per-example ELBO).
-    #[arg(long, value_enum, default_value_t = crate::train::KlReduction::LayerMean)]
-    pub kl_reduction: crate::train::KlReduction,
-    /// KL annealing: the KL weight rises linearly from 0 (per step) to --kl-weight over the first E epochs (0 = off).
-    #[arg(long, value_name = "E", default_value_t = 0)]
-    pub kl_anneal_epochs: usize,
-    /// LR at global step t of T: constant; cosine = lr·½(1+cos(πt/T)); one-cycle = lr/25→lr linearly over the first 30% of steps, then cosine down to lr/1e4 (--resume then needs the same --epochs).
-    #[arg(long, value_enum, default_value_t = crate::train::LrSchedule::Constant)]
-    pub lr_schedule: crate::train::LrSchedule,
+    pub kl: Option<KlMode>,
+    /// Combine the layers' KL by their mean (the tutorial's) or sum all parameters' (with
+    /// --kl-weight 1/N: the per-example ELBO) [recipes: layer-mean].
+    #[arg(long, value_enum)]
+    pub kl_reduction: Option<KlReduction>,
+    /// KL annealing: the KL weight rises linearly from 0 (per step) to --kl-weight over the
+    /// first E epochs, 0 = off [recipes: 0].
+    #[arg(long, value_name = "E")]
+    pub kl_anneal_epochs: Option<usize>,
+    /// LR at global step t of T: constant; cosine = lr·½(1+cos(πt/T)); one-cycle = lr/25→lr
+    /// linearly over the first 30% of steps, then cosine down to lr/1e4 (--resume then needs
+    /// the same --epochs) [recipe seed: constant, best: one-cycle].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrSchedule>,
     /// Fault injection for tests: a NaN ρ gradient at global step STEP in layer LAYER (0..5).
     #[arg(long, value_name = "STEP:LAYER", value_parser = step_layer, hide = true)]
     pub inject_nan: Option<(usize, usize)>,
@@ -353,17 +372,19 @@ mod tests {
     #[test]
     fn defaults_are_the_recipe() {
         let t = train(&[]);
+        let h = crate::recipe::resolve(&t);
+        assert_eq!(t.recipe, Recipe::Seed);
         assert_eq!(
             (
-                t.epochs,
-                t.batch_size,
-                t.train_samples,
+                h.epochs,
+                h.batch_size,
+                h.train_samples,
                 t.eval_samples,
                 t.seed
             ),
             (1, 128, 3, 16, 0)
         );
-        assert_eq!((t.lr, t.kl_weight), (1e-3, 2e-5));
+        assert_eq!((h.lr, h.kl_weight), (1e-3, 2e-5));
         assert_eq!(t.threads, None);
         assert_eq!(t.limit, None);
         assert_eq!(t.data, PathBuf::from("data"));
@@ -379,13 +400,16 @@ mod tests {
         ]);
         assert_eq!(
             (a.epochs, a.seed, a.limit, a.quiet),
-            (2, 7, Some(500), true)
+            (Some(2), 7, Some(500), true)
         );
         assert_eq!(
             (b.epochs, b.seed, b.limit, b.quiet),
-            (2, 7, Some(500), true)
+            (Some(2), 7, Some(500), true)
         );
-        assert_eq!(train(&["--lr", "0.01", "--kl-weight", "0"]).kl_weight, 0.0);
+        assert_eq!(
+            train(&["--lr", "0.01", "--kl-weight", "0"]).kl_weight,
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod pipeline;
+pub mod recipe;
 pub mod report;
 pub mod samples;
 pub mod train;

@@ -679,7 +679,7 @@ mod tests {
         ] {
             assert!(keys.contains(&k), "missing {k}");
         }
-        assert_eq!(keys.len(), 17);
+        assert_eq!(keys.len(), 19);
         assert!(json["ood_auroc"].is_null());
     }
 

@@ -19,6 +19,7 @@ use crate::error::{Result, TrainerError};
 use crate::evaluate::{evaluate, mc_logits, McOutputs};
 use crate::metrics::{self, Metrics, Predictions};
 use crate::model::Lenet;
+use crate::recipe;
 use crate::report;
 use crate::train::{train_resumable, Checkpoints, TrainConfig, TrainState};
 
@@ -68,30 +69,31 @@ struct Evaluated {
 /// `trainer train`: the recipe of DESIGN §3 end to end.
 pub fn run_train(args: &TrainArgs) -> Result<()> {
     report::create_out_dir(&args.out)?;
+    let h = recipe::resolve(args);
     let (mut train_set, mnist_test) = load_mnist(&args.data)?;
     let fashion = load_fashion_test(&args.data)?;
     let total_train = train_set.len();
-    if args.holdout >= total_train {
+    if h.holdout >= total_train {
         return Err(TrainerError::invalid(
             "--holdout",
             format!(
                 "{} leaves no training image (the training set has {total_train})",
-                args.holdout
+                h.holdout
             ),
         ));
     }
-    if args.temperature_scaling && args.holdout == 0 {
+    if h.temperature_scaling && h.holdout == 0 {
         return Err(TrainerError::invalid(
             "--temperature-scaling",
             "needs held-out images to choose the temperature: add --holdout N (e.g. 5000)",
         ));
     }
-    let train_end = total_train - args.holdout;
+    let train_end = total_train - h.holdout;
     let limit = args.limit.unwrap_or(train_end).min(train_end);
     // The OOD threshold (and the temperature) are chosen on training images the model did not
     // see: the --holdout images, else those --limit leaves out, else the last training images
     // (seen once in training: slightly optimistic).
-    let (calibration_start, held_out) = if args.holdout > 0 {
+    let (calibration_start, held_out) = if h.holdout > 0 {
         (train_end, true)
     } else {
         let start = total_train - THRESHOLD_IMAGES.min(total_train);
@@ -103,27 +105,41 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 
     let pool = thread_pool(args.threads)?;
     let cfg = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr as f32,
-        kl_weight: args.kl_weight as f32,
-        train_samples: args.train_samples,
+        epochs: h.epochs,
+        batch_size: h.batch_size,
+        lr: h.lr as f32,
+        kl_weight: h.kl_weight as f32,
+        train_samples: h.train_samples,
         seed: args.seed,
         threads: pool.current_num_threads(),
-        local_reparam: args.local_reparam,
-        kl: crate::train::KlMode::resolve(args.kl, args.local_reparam),
-        kl_reduction: args.kl_reduction,
-        kl_anneal_epochs: args.kl_anneal_epochs,
-        lr_schedule: args.lr_schedule,
+        local_reparam: h.local_reparam,
+        kl: h.kl,
+        kl_reduction: h.kl_reduction,
+        kl_anneal_epochs: h.kl_anneal_epochs,
+        lr_schedule: h.lr_schedule,
     };
     println!(
-        "training the Bayesian LeNet on {} MNIST images: {} epoch(s), batch {}, Adam lr {}, KL weight {}, {} samples per step, seed {}, {} threads",
+        "training the Bayesian LeNet on {} MNIST images (recipe {}): {} epoch(s), batch {}, Adam lr {} ({:?}), KL {:?} {:?} weight {}{}, {} samples per step{}, seed {}, {} threads",
         train_set.len(),
+        args.recipe.name(),
         cfg.epochs,
         cfg.batch_size,
         cfg.lr,
+        cfg.lr_schedule,
+        cfg.kl,
+        cfg.kl_reduction,
         cfg.kl_weight,
+        if cfg.kl_anneal_epochs > 0 {
+            format!(" annealed over {} epoch(s)", cfg.kl_anneal_epochs)
+        } else {
+            String::new()
+        },
         cfg.train_samples,
+        if cfg.local_reparam {
+            " (local reparameterisation in fc1-fc3)"
+        } else {
+            ""
+        },
         cfg.seed,
         cfg.threads
     );
@@ -138,13 +154,13 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         } else {
             format!("at epoch {} step {}", c.state.epoch + 1, c.state.step)
         };
-        if c.state.epoch > args.epochs || (c.state.epoch == args.epochs && c.state.step > 0) {
+        if c.state.epoch > h.epochs || (c.state.epoch == h.epochs && c.state.step > 0) {
             return Err(TrainerError::invalid(
                 "--resume",
                 format!(
                     "{} is {at}, past --epochs {}",
                     checkpoint_path.display(),
-                    args.epochs
+                    h.epochs
                 ),
             ));
         }
@@ -157,12 +173,10 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     } else {
         (Lenet::init(args.seed), None)
     };
-    let steps_per_epoch = train_set
-        .len()
-        .div_ceil(args.batch_size.min(train_set.len()));
+    let steps_per_epoch = train_set.len().div_ceil(h.batch_size.min(train_set.len()));
     let done = resume.as_ref().map_or(0, |s| s.global_step);
     let bar = report::progress(
-        (steps_per_epoch * args.epochs - done) as u64,
+        (steps_per_epoch * h.epochs - done) as u64,
         "train",
         args.quiet,
     );
@@ -202,7 +216,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             bar.set_message(format!(
                 "epoch {}/{} loss {:.4} acc {:.4}",
                 s.epoch + 1,
-                args.epochs,
+                h.epochs,
                 loss_sum / seen as f64,
                 acc_sum / seen as f64
             ));
@@ -231,7 +245,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         summary.steps, summary.last_epoch_loss, summary.last_epoch_accuracy
     );
 
-    let temperature = if args.temperature_scaling {
+    let temperature = if h.temperature_scaling {
         let started = Instant::now();
         let logits = pool.install(|| {
             mc_logits(
@@ -292,7 +306,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     );
 
     let mut m = compute_metrics(&tests, &evaluated)?;
-    m.epochs = args.epochs;
+    m.epochs = h.epochs;
     m.seed = args.seed;
     m.eval_samples = args.eval_samples;
     m.train_seconds = train_seconds;

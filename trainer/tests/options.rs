@@ -8,16 +8,18 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use clap::{CommandFactory, Parser};
-use trainer::cli::{one_line_error, Cli, Command as Sub, TrainArgs};
+use trainer::cli::{one_line_error, Cli, Command as Sub};
+use trainer::recipe::{resolve, Hyper};
 use trainer::train::{KlMode, KlReduction, LrSchedule};
 
 use common::{data_dir, text};
 
-fn parse(args: &[&str]) -> Result<TrainArgs, String> {
+/// The settings of a `train` command line (explicit flags over the recipe's).
+fn parse(args: &[&str]) -> Result<Hyper, String> {
     let cli = Cli::try_parse_from(std::iter::once("trainer").chain(args.iter().copied()))
         .map_err(|e| one_line_error(&e))?;
     match cli.into_command() {
-        Sub::Train(t) => Ok(t),
+        Sub::Train(t) => Ok(resolve(&t)),
         other => panic!("expected train, got {other:?}"),
     }
 }
@@ -26,11 +28,10 @@ fn parse(args: &[&str]) -> Result<TrainArgs, String> {
 fn options_are_off_by_default() {
     let t = parse(&[]).unwrap();
     assert!(!t.local_reparam);
-    assert_eq!(t.kl, None);
+    assert_eq!(t.kl, KlMode::Mc);
     assert_eq!(t.kl_reduction, KlReduction::LayerMean);
     assert_eq!(t.kl_anneal_epochs, 0);
     assert_eq!(t.lr_schedule, LrSchedule::Constant);
-    assert_eq!(KlMode::resolve(t.kl, t.local_reparam), KlMode::Mc);
 }
 
 #[test]
@@ -51,13 +52,13 @@ fn options_parse() {
     ])
     .unwrap();
     assert!(t.local_reparam);
-    assert_eq!(KlMode::resolve(t.kl, t.local_reparam), KlMode::Closed);
+    assert_eq!(t.kl, KlMode::Closed);
     assert_eq!(t.kl_reduction, KlReduction::Sum);
     assert_eq!(t.kl_weight, 1.0 / 60000.0);
     assert_eq!(t.kl_anneal_epochs, 3);
     assert_eq!(t.lr_schedule, LrSchedule::OneCycle);
     assert_eq!(t.train_samples, 1);
-    assert_eq!(parse(&["--kl", "closed"]).unwrap().kl, Some(KlMode::Closed));
+    assert_eq!(parse(&["--kl", "closed"]).unwrap().kl, KlMode::Closed);
     assert_eq!(
         parse(&["--lr-schedule", "cosine"]).unwrap().lr_schedule,
         LrSchedule::Cosine
@@ -74,7 +75,7 @@ fn bad_option_values_are_one_line_errors() {
         (&["--kl-anneal-epochs", "x"], "--kl-anneal-epochs"),
         (&["--kl-weight", "1/0"], "division by zero"),
         (&["--kl-weight", "-1/2"], "must not be negative"),
-        (&["train", "--local-reparam", "yes"], "unexpected argument"),
+        (&["train", "--local-reparam", "yes"], "invalid value 'yes'"),
     ] {
         let e = parse(args).map(|t| format!("accepted {t:?}")).unwrap_err();
         assert!(
