@@ -54,6 +54,10 @@ pub const ROWS: &[Row] = &[
         flags: &["--lr-schedule", "one-cycle"],
     },
     Row {
+        name: "crop-pad-2",
+        flags: &["--crop-pad", "2"],
+    },
+    Row {
         name: "epochs-20",
         flags: &["--epochs", "20"],
     },

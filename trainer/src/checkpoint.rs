@@ -64,6 +64,8 @@ pub struct Settings {
     pub lr_schedule: LrSchedule,
     /// `--kl-anneal-epochs`.
     pub kl_anneal_epochs: usize,
+    /// `--crop-pad`.
+    pub crop_pad: usize,
     /// `--epochs` when the learning-rate schedule depends on it, else 0.
     pub schedule_epochs: usize,
     /// SHA-256 of those images followed by their labels.
@@ -90,6 +92,7 @@ impl Settings {
             kl_reduction: cfg.kl_reduction,
             lr_schedule: cfg.lr_schedule,
             kl_anneal_epochs: cfg.kl_anneal_epochs,
+            crop_pad: cfg.crop_pad,
             schedule_epochs: if cfg.lr_schedule == LrSchedule::Constant {
                 0
             } else {
@@ -159,6 +162,13 @@ impl Settings {
                 "--kl-anneal-epochs",
                 self.kl_anneal_epochs.to_string(),
                 now.kl_anneal_epochs.to_string(),
+            );
+        }
+        if self.crop_pad != now.crop_pad {
+            return d(
+                "--crop-pad",
+                self.crop_pad.to_string(),
+                now.crop_pad.to_string(),
             );
         }
         if self.schedule_epochs != now.schedule_epochs {
@@ -304,6 +314,7 @@ impl Checkpoint {
             LrSchedule::OneCycle => 2,
         });
         b.extend_from_slice(&(s.kl_anneal_epochs as u64).to_le_bytes());
+        b.extend_from_slice(&(s.crop_pad as u64).to_le_bytes());
         b.extend_from_slice(&(s.schedule_epochs as u64).to_le_bytes());
         b.extend_from_slice(&s.data_sha256);
         for v in [st.epoch, st.step, st.global_step] {
@@ -391,6 +402,7 @@ impl Checkpoint {
             v => return Err(CheckpointError::BadOption("learning-rate schedule", v)),
         };
         let kl_anneal_epochs = r.usize()?;
+        let crop_pad = r.usize()?;
         let schedule_epochs = r.usize()?;
         let mut data_sha256 = [0u8; 32];
         data_sha256.copy_from_slice(r.take(32)?);
@@ -441,6 +453,7 @@ impl Checkpoint {
                 kl_reduction,
                 lr_schedule,
                 kl_anneal_epochs,
+                crop_pad,
                 schedule_epochs,
                 data_sha256,
             },
@@ -676,6 +689,13 @@ mod tests {
                     ..cfg.clone()
                 },
                 "--lr-schedule constant",
+            ),
+            (
+                TrainConfig {
+                    crop_pad: 2,
+                    ..cfg.clone()
+                },
+                "--crop-pad 4",
             ),
         ] {
             let now = Settings::new(&other, &[1, 2, 3], &[4]);

@@ -120,7 +120,7 @@ pub struct AblationArgs {
 pub struct TrainArgs {
     /// Named settings: seed = torch-uncertainty's tutorial (DESIGN §3); best = the README
     /// ablation's winner (--epochs 15 --lr 3e-3 --lr-schedule one-cycle --kl closed
-    /// --kl-weight 1/60000 --train-samples 1 --holdout 5000 --temperature-scaling). Flags given
+    /// --kl-weight 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000 --temperature-scaling). Flags given
     /// explicitly override the recipe's values.
     #[arg(long, value_enum, default_value_t = Recipe::Seed)]
     pub recipe: Recipe,
@@ -141,6 +141,10 @@ pub struct TrainArgs {
     /// 3, best: 1].
     #[arg(long, value_parser = positive_usize)]
     pub train_samples: Option<usize>,
+    /// Random-crop augmentation: 28×28 crops of the image zero-padded by P black pixels, 0 = no
+    /// augmentation, at most 12 [recipe seed: 4, best: 2].
+    #[arg(long, value_name = "P", value_parser = crop_pad)]
+    pub crop_pad: Option<usize>,
     /// Monte Carlo samples per test image in the evaluation.
     #[arg(long, default_value_t = 16, value_parser = positive_usize)]
     pub eval_samples: usize,
@@ -204,6 +208,20 @@ pub struct TrainArgs {
     /// Fault injection for tests: a NaN ρ gradient at global step STEP in layer LAYER (0..5).
     #[arg(long, value_name = "STEP:LAYER", value_parser = step_layer, hide = true)]
     pub inject_nan: Option<(usize, usize)>,
+}
+
+/// `--crop-pad`: 0 to [`crate::train::MAX_CROP_PAD`].
+fn crop_pad(s: &str) -> Result<usize, String> {
+    let v: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number of pixels"))?;
+    if v > crate::train::MAX_CROP_PAD {
+        return Err(format!(
+            "must be at most {}, got {v}",
+            crate::train::MAX_CROP_PAD
+        ));
+    }
+    Ok(v)
 }
 
 /// `STEP:LAYER` with LAYER in 0..5.
@@ -419,6 +437,8 @@ mod tests {
             (&["--epochs", "-1"], "must be at least 1"),
             (&["train", "--epochs", "0"], "must be at least 1"),
             (&["--batch-size", "0"], "must be at least 1"),
+            (&["--crop-pad", "13"], "must be at most 12"),
+            (&["--crop-pad", "-1"], "not a whole number"),
             (&["--train-samples", "0"], "must be at least 1"),
             (&["--eval-samples", "-3"], "must be at least 1"),
             (&["--threads", "0"], "must be at least 1"),

@@ -117,9 +117,10 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         kl_reduction: h.kl_reduction,
         kl_anneal_epochs: h.kl_anneal_epochs,
         lr_schedule: h.lr_schedule,
+        crop_pad: h.crop_pad,
     };
     println!(
-        "training the Bayesian LeNet on {} MNIST images (recipe {}): {} epoch(s), batch {}, Adam lr {} ({:?}), KL {:?} {:?} weight {}{}, {} samples per step{}, seed {}, {} threads",
+        "training the Bayesian LeNet on {} MNIST images (recipe {}): {} epoch(s), batch {}, Adam lr {} ({:?}), KL {:?} {:?} weight {}{}, {} samples per step{}, crop padding {}, seed {}, {} threads",
         train_set.len(),
         args.recipe.name(),
         cfg.epochs,
@@ -140,6 +141,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         } else {
             ""
         },
+        cfg.crop_pad,
         cfg.seed,
         cfg.threads
     );

@@ -13,7 +13,8 @@ pub enum Recipe {
     #[default]
     Seed,
     /// The winner of the README's ablation: --epochs 15 --lr 3e-3 --lr-schedule one-cycle
-    /// --kl closed --kl-weight 1/60000 --train-samples 1 --holdout 5000 --temperature-scaling.
+    /// --kl closed --kl-weight 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000
+    /// --temperature-scaling.
     Best,
 }
 
@@ -38,6 +39,8 @@ pub struct Hyper {
     pub kl_anneal_epochs: usize,
     /// Weight samples per step.
     pub train_samples: usize,
+    /// Random-crop padding (0 = no augmentation).
+    pub crop_pad: usize,
     /// Local reparameterisation in the fully connected layers.
     pub local_reparam: bool,
     /// Training images held out (the last ones).
@@ -59,6 +62,7 @@ impl Recipe {
             kl_reduction: KlReduction::LayerMean,
             kl_anneal_epochs: 0,
             train_samples: 3,
+            crop_pad: 4,
             local_reparam: false,
             holdout: 0,
             temperature_scaling: false,
@@ -72,6 +76,7 @@ impl Recipe {
                 kl_weight: 1.0 / 60_000.0,
                 kl: KlMode::Closed,
                 train_samples: 1,
+                crop_pad: 2,
                 holdout: 5_000,
                 temperature_scaling: true,
                 ..seed
@@ -109,6 +114,7 @@ pub fn resolve(args: &TrainArgs) -> Hyper {
         kl_reduction: args.kl_reduction.unwrap_or(r.kl_reduction),
         kl_anneal_epochs: args.kl_anneal_epochs.unwrap_or(r.kl_anneal_epochs),
         train_samples: args.train_samples.unwrap_or(r.train_samples),
+        crop_pad: args.crop_pad.unwrap_or(r.crop_pad),
         local_reparam,
         holdout: args.holdout.unwrap_or(r.holdout),
         temperature_scaling: args.temperature_scaling.unwrap_or(r.temperature_scaling),
@@ -158,6 +164,8 @@ mod tests {
             "1/60000",
             "--train-samples",
             "1",
+            "--crop-pad",
+            "2",
             "--holdout",
             "5000",
             "--temperature-scaling",

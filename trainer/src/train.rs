@@ -30,8 +30,10 @@ use crate::nn::rng::{purpose, Rng};
 pub const SHARD: usize = 16;
 /// Parameters per chunk of the element-wise phases.
 const CHUNK: usize = 4096;
-/// Padding of the random crop, in pixels.
+/// Padding of the random crop, in pixels (DESIGN §3; `TrainConfig::crop_pad` changes it).
 pub const CROP_PAD: usize = 4;
+/// The largest `--crop-pad`: a shift of up to 12 pixels leaves over half of each digit.
+pub const MAX_CROP_PAD: usize = 12;
 
 /// How the KL term of the ELBO is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -165,6 +167,9 @@ pub struct TrainConfig {
     pub kl_anneal_epochs: usize,
     /// Learning-rate schedule over all `epochs · steps per epoch` steps.
     pub lr_schedule: LrSchedule,
+    /// Random-crop augmentation: 28×28 crops of the image zero-padded by this many pixels
+    /// (0 = no augmentation).
+    pub crop_pad: usize,
 }
 
 impl TrainConfig {
@@ -174,6 +179,12 @@ impl TrainConfig {
             return Err(TrainError::Invalid(
                 "--local-reparam samples no fc weights, so the Monte Carlo KL cannot be computed: use --kl closed (the default with --local-reparam)".into(),
             ));
+        }
+        if self.crop_pad > MAX_CROP_PAD {
+            return Err(TrainError::Invalid(format!(
+                "--crop-pad {} is more than {MAX_CROP_PAD} pixels",
+                self.crop_pad
+            )));
         }
         if self.kl == KlMode::Closed && !bayes::closed_kl_supported(prior) {
             return Err(TrainError::Invalid(format!(
@@ -210,6 +221,7 @@ impl Default for TrainConfig {
             kl_reduction: KlReduction::LayerMean,
             kl_anneal_epochs: 0,
             lr_schedule: LrSchedule::Constant,
+            crop_pad: CROP_PAD,
         }
     }
 }
@@ -765,22 +777,28 @@ impl Engine {
     }
 }
 
-/// Writes the normalised random crop of `img` (28×28 u8) at offset (`dy`, `dx`) ∈ 0..=8 of the
-/// image zero-padded by 4 pixels.
+/// Writes the normalised random crop of `img` (28×28 u8) at offset (`dy`, `dx`) ∈ 0..=2·`pad`
+/// of the image zero-padded by `pad` pixels (`dy = dx = pad` is the image itself).
 #[inline]
-pub fn crop_normalized(img: &[u8], dy: usize, dx: usize, lut: &[f32; 256], out: &mut [f32]) {
+pub fn crop_normalized(
+    img: &[u8],
+    pad: usize,
+    (dy, dx): (usize, usize),
+    lut: &[f32; 256],
+    out: &mut [f32],
+) {
     for y in 0..28 {
         let sy = y + dy;
         let row = &mut out[y * 28..(y + 1) * 28];
-        if !(CROP_PAD..CROP_PAD + 28).contains(&sy) {
+        if !(pad..pad + 28).contains(&sy) {
             row.fill(lut[0]);
             continue;
         }
-        let src = &img[(sy - CROP_PAD) * 28..(sy - CROP_PAD + 1) * 28];
+        let src = &img[(sy - pad) * 28..(sy - pad + 1) * 28];
         for (x, o) in row.iter_mut().enumerate() {
             let sx = x + dx;
-            *o = if (CROP_PAD..CROP_PAD + 28).contains(&sx) {
-                lut[src[sx - CROP_PAD] as usize]
+            *o = if (pad..pad + 28).contains(&sx) {
+                lut[src[sx - pad] as usize]
             } else {
                 lut[0]
             };
@@ -943,8 +961,8 @@ fn train_in_pool(
         let mut rng = Rng::stream(cfg.seed, &[purpose::AUGMENT, epoch as u64]);
         for c in &mut crops {
             *c = (
-                rng.below(2 * CROP_PAD + 1) as u8,
-                rng.below(2 * CROP_PAD + 1) as u8,
+                rng.below(2 * cfg.crop_pad + 1) as u8,
+                rng.below(2 * cfg.crop_pad + 1) as u8,
             );
         }
         let first = if epoch == start_epoch { start_step } else { 0 };
@@ -964,8 +982,8 @@ fn train_in_pool(
                 let (dy, dx) = crops[lo + i];
                 crop_normalized(
                     &images[idx * IN..(idx + 1) * IN],
-                    dy as usize,
-                    dx as usize,
+                    cfg.crop_pad,
+                    (dy as usize, dx as usize),
                     &lut,
                     out,
                 );
@@ -1101,9 +1119,9 @@ mod tests {
         let img: Vec<u8> = (0..784).map(|i| (i % 251) as u8 + 1).collect();
         let lut = norm_lut();
         let mut out = vec![0.0; 784];
-        crop_normalized(&img, 4, 4, &lut, &mut out);
+        crop_normalized(&img, 4, (4, 4), &lut, &mut out);
         assert!(out.iter().zip(&img).all(|(&o, &p)| o == lut[p as usize]));
-        crop_normalized(&img, 0, 8, &lut, &mut out);
+        crop_normalized(&img, 4, (0, 8), &lut, &mut out);
         // Output (y, x) = input (y − 4, x + 4): the top 4 rows and right 4 columns are padding.
         assert!(out[..4 * 28].iter().all(|&v| v == lut[0]));
         assert_eq!(out[4 * 28], lut[img[4] as usize]);
