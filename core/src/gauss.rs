@@ -52,29 +52,37 @@ fn with_sign(x: f32, u: u32) -> f32 {
 
 /// The rest of a draw whose first `u32` `u` missed the fast path: the tail (layer 0), the
 /// wedge test, or a rejection that starts over with new `u32`s. The same sequence of
-/// generator outputs as one loop over all of it.
+/// generator outputs as one loop over all of it; the first `u` is known to have failed the
+/// rectangle test `j < K[i]` (the fast path made it), so it goes straight to the tail or the
+/// wedge (on the Cortex-M4 ≈ 20 instructions less per slow draw, 2.75% of all draws).
 #[cold]
 #[inline(never)]
 fn slow(mut u: u32, mut rng: Rng) -> (f32, Rng) {
     loop {
         let i = (u & 0x7f) as usize;
-        let j = u >> 8;
-        if let (Some(&k), Some(&w)) = (K.get(i), W.get(i)) {
-            let x = j as f32 * w;
-            if j < k {
-                return (with_sign(x, u), rng);
-            } else if i == 0 {
-                loop {
-                    let (a, b) = (rng.next_u32(), rng.next_u32());
-                    if let Some(x) = tail(a, b) {
-                        return (with_sign(x, u), rng);
-                    }
+        if i == 0 {
+            loop {
+                let (a, b) = (rng.next_u32(), rng.next_u32());
+                if let Some(x) = tail(a, b) {
+                    return (with_sign(x, u), rng);
                 }
-            } else if wedge(i, x, rng.next_u32()) {
+            }
+        }
+        if let Some(&w) = W.get(i) {
+            let x = (u >> 8) as f32 * w;
+            if wedge(i, x, rng.next_u32()) {
                 return (with_sign(x, u), rng);
             }
         }
+        // Rejected: a new attempt, whose rectangle test is made here.
         u = rng.next_u32();
+        let i = (u & 0x7f) as usize;
+        let j = u >> 8;
+        if let (Some(&k), Some(&w)) = (K.get(i), W.get(i)) {
+            if j < k {
+                return (with_sign(j as f32 * w, u), rng);
+            }
+        }
     }
 }
 
@@ -96,8 +104,8 @@ fn tail(u1: u32, u2: u32) -> Option<f32> {
 
 /// The wedge test of layer `i` ≥ 1 for a draw `x` outside its inner rectangle:
 /// `F[i] + U·(F[i−1] − F[i]) < exp(−x²/2)`, `U` uniform in [0, 1) from `u`'s top 24 bits.
-#[cold]
-#[inline(never)]
+/// Inlined into [`slow`], its only caller.
+#[inline(always)]
 fn wedge(i: usize, x: f32, u: u32) -> bool {
     let (Some(&f_i), Some(&f_above)) = (F.get(i), F.get(i.wrapping_sub(1))) else {
         return false;
