@@ -205,7 +205,8 @@ fn rows_drawn<T: Elem, D: Draw, const IN: usize>(
 }
 
 /// Half of a pair of dot products: the terms in lanes `H·4 .. H·4+4` (`i mod 8` in that
-/// range), in increasing `i`, each weight pair from one [`Draw::draw2`]; returns those four
+/// range), in increasing `i`, each weight pair from one [`Draw::draw2_prepared`] (`var`
+/// holds the values of [`Draw::prepare`]); returns those four
 /// lanes of each sample. Four lanes per sample keep eight accumulators in registers on the
 /// Cortex-M4 (sixteen spilled).
 #[inline(always)]
@@ -238,16 +239,16 @@ fn half_drawn2<T: Elem, D: Draw, const H: usize>(
         else {
             continue; // unreachable: 4 elements
         };
-        let (w0, u0) = d.draw2(T::at(mb, 4 * H), T::at(vb, 4 * H));
+        let (w0, u0) = d.draw2_prepared(T::at(mb, 4 * H), T::at(vb, 4 * H));
         *a0 += w0 * x0;
         *b0 += u0 * y0;
-        let (w1, u1) = d.draw2(T::at(mb, 4 * H + 1), T::at(vb, 4 * H + 1));
+        let (w1, u1) = d.draw2_prepared(T::at(mb, 4 * H + 1), T::at(vb, 4 * H + 1));
         *a1 += w1 * x1;
         *b1 += u1 * y1;
-        let (w2, u2) = d.draw2(T::at(mb, 4 * H + 2), T::at(vb, 4 * H + 2));
+        let (w2, u2) = d.draw2_prepared(T::at(mb, 4 * H + 2), T::at(vb, 4 * H + 2));
         *a2 += w2 * x2;
         *b2 += u2 * y2;
-        let (w3, u3) = d.draw2(T::at(mb, 4 * H + 3), T::at(vb, 4 * H + 3));
+        let (w3, u3) = d.draw2_prepared(T::at(mb, 4 * H + 3), T::at(vb, 4 * H + 3));
         *a3 += w3 * x3;
         *b3 += u3 * y3;
     }
@@ -261,7 +262,7 @@ fn half_drawn2<T: Elem, D: Draw, const H: usize>(
         )
         .zip(xar.iter().zip(xbr).skip(4 * H))
     {
-        let (wa, wb) = d.draw2(T::one(mw), T::one(vw));
+        let (wa, wb) = d.draw2_prepared(T::one(mw), T::one(vw));
         *a += wa * xai;
         *b += wb * xbi;
     }
@@ -316,15 +317,24 @@ pub fn dense2<
         (*a, *b) = local.draw2(le_f32(m), le_f32(v));
     }
     match (words(p.weight_mean), words(p.weight_var)) {
-        (Some(m), Some(v)) => rows_drawn2(m, v, xa, xb, &mut local, outa, outb),
+        (Some(m), Some(v)) => {
+            // One row's prepared variances (standard deviations when sampling).
+            let mut row = [0f32; IN];
+            rows_drawn2(m, v, xa, xb, &mut local, outa, outb, &mut row);
+        }
         _ => local = rows_drawn2_bytes(p.weight_mean, p.weight_var, xa, xb, local, outa, outb),
     }
     *d = local;
 }
 
-/// `outa[o] += Σ_i wa_oi·xa_i`, `outb[o] += Σ_i wb_oi·xb_i`, rows in order.
+/// `outa[o] += Σ_i wa_oi·xa_i`, `outb[o] += Σ_i wb_oi·xb_i`, rows in order. Each row's
+/// variances are first turned into `prepared` (`xa.len()` values) by [`Draw::prepare`]: on
+/// the Cortex-M4 the square roots of a row then stay in FPU registers (`HwSqrt`'s
+/// `sqrt_slice`), and the drawing loop reads `σ` with one load, keeping fewer values in
+/// core registers.
 // One copy for every layer shape (slices, not arrays): ≈ 9 KB less Cortex-M4 code than one
 // per layer, for a loop bound read at run time.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn rows_drawn2<D: Draw + Clone>(
     mean: &[f32],
@@ -334,6 +344,7 @@ fn rows_drawn2<D: Draw + Clone>(
     d: &mut D,
     outa: &mut [f32],
     outb: &mut [f32],
+    prepared: &mut [f32],
 ) {
     // A local copy keeps the generator in registers (`d` is behind a pointer).
     let mut local = d.clone();
@@ -343,7 +354,8 @@ fn rows_drawn2<D: Draw + Clone>(
         .zip(outb.iter_mut())
         .zip(mean.chunks_exact(row).zip(var.chunks_exact(row)))
     {
-        let (sa, sb) = dot_drawn2(m, v, xa, xb, &mut local);
+        D::prepare(v, prepared);
+        let (sa, sb) = dot_drawn2(m, prepared, xa, xb, &mut local);
         *a += sa;
         *b += sb;
     }
