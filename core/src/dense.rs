@@ -281,11 +281,12 @@ fn dot_drawn2<T: Elem, D: Draw>(
     d: &mut D,
 ) -> (f32, f32) {
     let ([a0, a1, a2, a3], [b0, b1, b2, b3]) = half_drawn2::<T, D, 0>(mean, var, xa, xb, d);
+    // `combine`'s left half, summed before the second loop and kept in memory through it.
+    let mut left = [(a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)];
+    core::hint::black_box(&mut left);
     let ([a4, a5, a6, a7], [b4, b5, b6, b7]) = half_drawn2::<T, D, 1>(mean, var, xa, xb, d);
-    (
-        combine([a0, a1, a2, a3, a4, a5, a6, a7]),
-        combine([b0, b1, b2, b3, b4, b5, b6, b7]),
-    )
+    let [ha, hb] = left;
+    (ha + ((a4 + a5) + (a6 + a7)), hb + ((b4 + b5) + (b6 + b7)))
 }
 
 /// [`dense`] for two Monte Carlo samples at once, inputs `xa`, `xb`, outputs `outa`, `outb`:
