@@ -220,31 +220,58 @@ fn six<const W: usize>(r: &[f32; W], x: usize) -> Option<&[f32; K + 1]> {
     r.get(x..x + K + 1)?.try_into().ok()
 }
 
-/// Draws a 5×5 kernel from 100 bytes of means and 100 bytes of variances, in storage order.
+/// Draws a 5×5 kernel from 100 bytes of means and 100 bytes of variances, in storage order,
+/// into `w`.
+///
+/// When both arrays are 4-aligned (a model at an aligned address) the 25 variances are first
+/// turned into standard deviations in one [`Draw::prepare`] (on the Cortex-M4 with `HwSqrt`,
+/// in FPU registers) and the means are read as `f32` words; otherwise from bytes, one square
+/// root per draw. The same draws and bits either way.
 #[inline(always)]
-pub fn draw_kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D) -> [[f32; K]; K] {
+pub fn draw_kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D, w: &mut [[f32; K]; K]) {
     // A local copy keeps a generator's state in registers during the 25 draws.
     let mut local = d.clone();
-    let mut w = [[0f32; K]; K];
-    for (row, (m, v)) in w
-        .iter_mut()
-        .zip(mean.chunks_exact(4 * K).zip(var.chunks_exact(4 * K)))
-    {
-        let (Ok(m), Ok(v)) = (<&[u8; 4 * K]>::try_from(m), <&[u8; 4 * K]>::try_from(v)) else {
-            continue; // unreachable: exact chunks
-        };
-        let ([m0, m1, m2, m3, m4], [v0, v1, v2, v3, v4]) = (f32x5(m), f32x5(v));
-        // Written out: a loop around the draws is not unrolled.
-        *row = [
-            local.draw(m0, v0),
-            local.draw(m1, v1),
-            local.draw(m2, v2),
-            local.draw(m3, v3),
-            local.draw(m4, v4),
-        ];
+    let aligned = (
+        bytemuck::try_cast_slice::<u8, f32>(mean),
+        bytemuck::try_cast_slice::<u8, f32>(var),
+    );
+    if let (Ok(m), Ok(v)) = aligned {
+        let mut sd = [0f32; K * K];
+        D::prepare(v, &mut sd);
+        for (row, (m, s)) in w.iter_mut().zip(m.chunks_exact(K).zip(sd.chunks_exact(K))) {
+            let (Ok(&[m0, m1, m2, m3, m4]), Ok(&[s0, s1, s2, s3, s4])) =
+                (<&[f32; K]>::try_from(m), <&[f32; K]>::try_from(s))
+            else {
+                continue; // unreachable: exact chunks
+            };
+            // Written out: a loop around the draws is not unrolled.
+            *row = [
+                local.draw_prepared(m0, s0),
+                local.draw_prepared(m1, s1),
+                local.draw_prepared(m2, s2),
+                local.draw_prepared(m3, s3),
+                local.draw_prepared(m4, s4),
+            ];
+        }
+    } else {
+        for (row, (m, v)) in w
+            .iter_mut()
+            .zip(mean.chunks_exact(4 * K).zip(var.chunks_exact(4 * K)))
+        {
+            let (Ok(m), Ok(v)) = (<&[u8; 4 * K]>::try_from(m), <&[u8; 4 * K]>::try_from(v)) else {
+                continue; // unreachable: exact chunks
+            };
+            let ([m0, m1, m2, m3, m4], [v0, v1, v2, v3, v4]) = (f32x5(m), f32x5(v));
+            *row = [
+                local.draw(m0, v0),
+                local.draw(m1, v1),
+                local.draw(m2, v2),
+                local.draw(m3, v3),
+                local.draw(m4, v4),
+            ];
+        }
     }
     *d = local;
-    w
 }
 
 /// Five little-endian `f32`.

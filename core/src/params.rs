@@ -57,6 +57,13 @@ pub trait Draw {
         }
     }
 
+    /// [`draw`](Self::draw) from a value made by [`prepare`](Self::prepare): the same bits
+    /// and the same draws.
+    #[inline(always)]
+    fn draw_prepared(&mut self, mean: f32, prepared: f32) -> f32 {
+        self.draw(mean, prepared)
+    }
+
     /// [`draw2`](Self::draw2) from a value made by [`prepare`](Self::prepare): the same bits
     /// and the same draws.
     #[inline(always)]
@@ -175,6 +182,12 @@ impl<S: Sqrt> Draw for SampleDraw<S> {
     #[inline(always)]
     fn prepare(var: &[f32], out: &mut [f32]) {
         S::sqrt_slice(var, out);
+    }
+
+    /// `mean + σ·ε` with `σ = sd`.
+    #[inline(always)]
+    fn draw_prepared(&mut self, mean: f32, sd: f32) -> f32 {
+        mean + sd * standard_normal(&mut self.0)
     }
 
     /// `mean + σ·ε_a`, `mean + σ·ε_b` with `σ = sd`.
