@@ -31,33 +31,41 @@ impl tinyvi::params::Sqrt for HwSqrt {
         f32::from_bits(y)
     }
 
-    /// Four roots per iteration without leaving the FPU: `vldmia` four inputs into s12–s15,
-    /// four `vsqrt.f32`, `vstmia` them out (≈ 2 instructions per root, against ≈ 7 for
+    /// Eight roots per iteration without leaving the FPU: `vldmia` eight inputs into s8–s15,
+    /// eight `vsqrt.f32`, `vstmia` them out (1.5 instructions per root, against ≈ 7 for
     /// [`sqrt`](Self::sqrt) with its moves through core registers); the remainder one at a
     /// time. The same instruction, so the same bits ([`check`] tests both).
     #[inline(always)]
     fn sqrt_slice(x: &[f32], out: &mut [f32]) {
         let n = x.len().min(out.len());
-        let quads = n / 4;
-        if quads > 0 {
-            // SAFETY: reads `4·quads ≤ x.len()` f32 from `x` and writes as many to `out`
-            // (both in bounds, f32-aligned as slices of f32); only s12–s15 (declared
+        let blocks = n / 8;
+        if blocks > 0 {
+            // SAFETY: reads `8·blocks ≤ x.len()` f32 from `x` and writes as many to `out`
+            // (both in bounds, f32-aligned as slices of f32); only s8–s15 (declared
             // clobbered), the two pointers and the counter (in-out operands) and the flags
             // (`subs`) change; no stack.
             unsafe {
                 core::arch::asm!(
                     "2:",
-                    "vldmia {src}!, {{s12-s15}}",
+                    "vldmia {src}!, {{s8-s15}}",
+                    "vsqrt.f32 s8, s8",
+                    "vsqrt.f32 s9, s9",
+                    "vsqrt.f32 s10, s10",
+                    "vsqrt.f32 s11, s11",
                     "vsqrt.f32 s12, s12",
                     "vsqrt.f32 s13, s13",
                     "vsqrt.f32 s14, s14",
                     "vsqrt.f32 s15, s15",
-                    "vstmia {dst}!, {{s12-s15}}",
+                    "vstmia {dst}!, {{s8-s15}}",
                     "subs {q}, {q}, #1",
                     "bne 2b",
                     src = inout(reg) x.as_ptr() => _,
                     dst = inout(reg) out.as_mut_ptr() => _,
-                    q = inout(reg) quads => _,
+                    q = inout(reg) blocks => _,
+                    out("s8") _,
+                    out("s9") _,
+                    out("s10") _,
+                    out("s11") _,
                     out("s12") _,
                     out("s13") _,
                     out("s14") _,
@@ -66,7 +74,7 @@ impl tinyvi::params::Sqrt for HwSqrt {
                 );
             }
         }
-        let done = 4 * quads;
+        let done = 8 * blocks;
         for (o, &v) in out
             .iter_mut()
             .skip(done)
@@ -112,8 +120,8 @@ pub fn check() -> Result<(), (Mismatch, u32)> {
     let mut state = 0x9e37_79b9u32;
     let mut first = None;
     let mut count = 0u32;
-    // i = (sign, exponent field, mantissa number), sign outermost; in batches of 8, which
-    // also go through `sqrt_slice` (two passes of its four-root loop).
+    // i = (sign, exponent field, mantissa number), sign outermost; in batches of 12, which
+    // also go through `sqrt_slice` (its eight-root loop and four roots one at a time).
     let mut input = |i: u32| {
         let (sign, exponent, k) = (i / (256 * PER_BINADE), i / PER_BINADE % 256, i % PER_BINADE);
         let mantissa = match FIXED_MANTISSAS.get(k as usize) {
@@ -130,14 +138,24 @@ pub fn check() -> Result<(), (Mismatch, u32)> {
             sign << 31 | exponent << 23 | mantissa,
         ))
     };
-    for batch in 0..CHECKED / 8 {
-        let xs: [f32; 8] = core::array::from_fn(|k| input(8 * batch + k as u32));
-        let mut roots = [0f32; 8];
-        HwSqrt::sqrt_slice(core::hint::black_box(&xs), &mut roots);
-        for ((k, &x), &slice) in (0u32..).zip(&xs).zip(&roots) {
+    const BATCH: u32 = 12;
+    const { assert!(CHECKED % BATCH == 4) };
+    for batch in 0..CHECKED.div_ceil(BATCH) {
+        // The last batch has 4 inputs.
+        let len = (CHECKED - BATCH * batch).min(BATCH);
+        let xs: [f32; BATCH as usize] = core::array::from_fn(|k| match k as u32 {
+            k if k < len => input(BATCH * batch + k),
+            _ => 0.0,
+        });
+        let (xs, mut roots) = (
+            xs.get(..len as usize).unwrap_or(&[]),
+            [0f32; BATCH as usize],
+        );
+        HwSqrt::sqrt_slice(core::hint::black_box(xs), &mut roots);
+        for ((k, &x), &slice) in (0u32..).zip(xs).zip(&roots) {
             let (hw, soft) = (HwSqrt::sqrt(x), libm::sqrtf(x));
             #[cfg(feature = "provoke-sqrt-mismatch")]
-            let hw = if 8 * batch + k == 1000 {
+            let hw = if BATCH * batch + k == 1000 {
                 f32::from_bits(hw.to_bits() ^ 1)
             } else {
                 hw
