@@ -223,19 +223,25 @@ fn six<const W: usize>(r: &[f32; W], x: usize) -> Option<&[f32; K + 1]> {
 /// Draws a 5×5 kernel from 100 bytes of means and 100 bytes of variances, in storage order,
 /// into `w`.
 ///
-/// When both arrays are 4-aligned (a model at an aligned address) the 25 variances are first
-/// turned into standard deviations in one [`Draw::prepare`] (on the Cortex-M4 with `HwSqrt`,
-/// in FPU registers) and the means are read as `f32` words; otherwise from bytes, one square
-/// root per draw. The same draws and bits either way.
+/// With `PREP` and both arrays 4-aligned (a model at an aligned address) the 25 variances
+/// are first turned into standard deviations in one [`Draw::prepare`] (on the Cortex-M4 with
+/// `HwSqrt`, in FPU registers) and the means are read as `f32` words; otherwise from bytes,
+/// one square root per draw. The same draws and bits either way. (`infer` passes `true` on
+/// 32-bit Arm only, where it is faster.)
 #[inline(always)]
-pub fn draw_kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D, w: &mut [[f32; K]; K]) {
+pub fn draw_kernel<D: Draw + Clone, const PREP: bool>(
+    mean: &[u8],
+    var: &[u8],
+    d: &mut D,
+    w: &mut [[f32; K]; K],
+) {
     // A local copy keeps a generator's state in registers during the 25 draws.
     let mut local = d.clone();
     let aligned = (
         bytemuck::try_cast_slice::<u8, f32>(mean),
         bytemuck::try_cast_slice::<u8, f32>(var),
     );
-    if let (Ok(m), Ok(v)) = aligned {
+    if let (true, Ok(m), Ok(v)) = (PREP, aligned.0, aligned.1) {
         let mut sd = [0f32; K * K];
         D::prepare(v, &mut sd);
         for (row, (m, s)) in w.iter_mut().zip(m.chunks_exact(K).zip(sd.chunks_exact(K))) {
@@ -305,6 +311,39 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Both ways of drawing a kernel (prepared standard deviations from aligned words, and one
+    /// square root per draw from bytes) give the same bits and leave the generator in the same
+    /// state.
+    #[test]
+    fn kernel_draws_agree_prepared_or_not() {
+        use crate::params::{MeanDraw, SampleDraw};
+        use crate::rng::Rng;
+        let mut words = [0u32; 51];
+        for (k, v) in words.iter_mut().enumerate() {
+            *v = if k < 25 {
+                (k as f32 * 0.03 - 0.4).to_bits()
+            } else {
+                (0.001 * (k % 7 + 1) as f32).to_bits()
+            };
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        let (mean, var) = (&bytes[..100], &bytes[100..200]);
+        assert!(bytemuck::try_cast_slice::<u8, f32>(var).is_ok(), "aligned");
+        let (mut a, mut b) = ([[0f32; K]; K], [[1f32; K]; K]);
+        let mut da = SampleDraw::new(Rng::seed_from_u64(4));
+        let mut db = SampleDraw::new(Rng::seed_from_u64(4));
+        draw_kernel::<_, true>(mean, var, &mut da, &mut a);
+        draw_kernel::<_, false>(mean, var, &mut db, &mut b);
+        assert_eq!(
+            a.map(|r| r.map(f32::to_bits)),
+            b.map(|r| r.map(f32::to_bits))
+        );
+        assert_eq!(da.into_rng(), db.into_rng());
+        assert_ne!(a[0][0], f32::from_bits(words[0]), "drawn, not the mean");
+        draw_kernel::<_, true>(mean, var, &mut MeanDraw, &mut a);
+        assert_eq!(a[2][3], f32::from_bits(words[13]));
     }
 
     #[test]

@@ -463,7 +463,7 @@ fn fill(out: &mut [f32], v: f32) {
 /// 0.02 M more instructions per 16-sample prediction (a call per kernel).
 #[inline(never)]
 fn kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D, w: &mut [[f32; 5]; 5]) {
-    draw_kernel(mean, var, d, w)
+    draw_kernel::<D, { crate::params::PREPARE }>(mean, var, d, w)
 }
 
 /// `max(0, v)` written so that NaN and −0.0 give +0.0 on every target.
