@@ -39,7 +39,8 @@
 //! A drawn parameter is `μ + sqrt(σ²)·ε`, the square root correctly rounded (`libm::sqrtf` by
 //! default; see [`crate::params::Sqrt`] and [`LeNet::predict_with`]). Drawing two samples'
 //! fully-connected weights together shares each weight's loads and square root (on the
-//! Cortex-M4, 34.0 M → 32.0 M instructions per 16-sample image); every draw is still an
+//! Cortex-M4, 34.0 M → 32.0 M instructions per 16-sample image; 29.0 M since, with the same
+//! draws: `core/README.md`); every draw is still an
 //! independent normal, so the distribution of each sample is unchanged.
 //!
 //! # Arithmetic order (part of the contract)
@@ -58,8 +59,8 @@
 //! features, fc1, fc2 and logits of the first sample of a `Weights` pair), owned by the
 //! caller (it can be a `static`). One call to [`LeNet::predict`] needs on top of that its
 //! stack: on `thumbv7em-none-eabihf` (release) the firmware's painted-stack peak for its
-//! whole program (`predict_with`, a 784-byte image buffer, logging) is 4,028 bytes in its
-//! `Weights` build, so ≈ 20.8 KB of RAM in all, within the 24 KB budget. The firmware's measurement is the authoritative figure. The
+//! whole program (`predict_with`, a 784-byte image buffer, logging) is 4,136 bytes in its
+//! `Weights` build, so ≈ 20.9 KB of RAM in all, within the 24 KB budget. The firmware's measurement is the authoritative figure. The
 //! parameters stay in the model bytes.
 
 use crate::arch::{self, CLASSES, IMAGE_LEN, IMAGE_SIDE};
