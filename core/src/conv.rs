@@ -242,11 +242,12 @@ pub fn draw_kernel<D: Draw + Clone, const PREP: bool>(
         bytemuck::try_cast_slice::<u8, f32>(var),
     );
     if let (true, Ok(m), Ok(v)) = (PREP, aligned.0, aligned.1) {
-        let mut sd = [0f32; K * K];
-        D::prepare(v, &mut sd);
-        for (row, (m, s)) in w.iter_mut().zip(m.chunks_exact(K).zip(sd.chunks_exact(K))) {
-            let (Ok(&[m0, m1, m2, m3, m4]), Ok(&[s0, s1, s2, s3, s4])) =
-                (<&[f32; K]>::try_from(m), <&[f32; K]>::try_from(s))
+        // The prepared values go into `w` itself, each replaced by its draw (no buffer to
+        // zero).
+        D::prepare(v, w.as_flattened_mut());
+        for (row, m) in w.iter_mut().zip(m.chunks_exact(K)) {
+            let (Ok(&[m0, m1, m2, m3, m4]), &mut [s0, s1, s2, s3, s4]) =
+                (<&[f32; K]>::try_from(m), &mut *row)
             else {
                 continue; // unreachable: exact chunks
             };
