@@ -120,7 +120,7 @@ pub trait Sqrt {
 
     /// `out[k] = sqrt(x[k])` for every `k` below the shorter length, with the bits of
     /// [`sqrt`](Self::sqrt). The default calls it in a loop; an implementation can do better
-    /// (the firmware's `HwSqrt` keeps the values in FPU registers: ≈ 2 Cortex-M4
+    /// (the firmware's `HwSqrt` keeps the values in FPU registers: 1.5 Cortex-M4
     /// instructions per root instead of ≈ 7 with the moves to and from core registers).
     #[inline(always)]
     fn sqrt_slice(x: &[f32], out: &mut [f32]) {
