@@ -220,31 +220,65 @@ fn six<const W: usize>(r: &[f32; W], x: usize) -> Option<&[f32; K + 1]> {
     r.get(x..x + K + 1)?.try_into().ok()
 }
 
-/// Draws a 5×5 kernel from 100 bytes of means and 100 bytes of variances, in storage order.
+/// Draws a 5×5 kernel from 100 bytes of means and 100 bytes of variances, in storage order,
+/// into `w`.
+///
+/// With `PREP` and both arrays 4-aligned (a model at an aligned address) the 25 variances
+/// are first turned into standard deviations in one [`Draw::prepare`] (on the Cortex-M4 with
+/// `HwSqrt`, in FPU registers) and the means are read as `f32` words; otherwise from bytes,
+/// one square root per draw. The same draws and bits either way. (`infer` passes `true` on
+/// 32-bit Arm only, where it is faster.)
 #[inline(always)]
-pub fn draw_kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D) -> [[f32; K]; K] {
+pub fn draw_kernel<D: Draw + Clone, const PREP: bool>(
+    mean: &[u8],
+    var: &[u8],
+    d: &mut D,
+    w: &mut [[f32; K]; K],
+) {
     // A local copy keeps a generator's state in registers during the 25 draws.
     let mut local = d.clone();
-    let mut w = [[0f32; K]; K];
-    for (row, (m, v)) in w
-        .iter_mut()
-        .zip(mean.chunks_exact(4 * K).zip(var.chunks_exact(4 * K)))
-    {
-        let (Ok(m), Ok(v)) = (<&[u8; 4 * K]>::try_from(m), <&[u8; 4 * K]>::try_from(v)) else {
-            continue; // unreachable: exact chunks
-        };
-        let ([m0, m1, m2, m3, m4], [v0, v1, v2, v3, v4]) = (f32x5(m), f32x5(v));
-        // Written out: a loop around the draws is not unrolled.
-        *row = [
-            local.draw(m0, v0),
-            local.draw(m1, v1),
-            local.draw(m2, v2),
-            local.draw(m3, v3),
-            local.draw(m4, v4),
-        ];
+    let aligned = (
+        bytemuck::try_cast_slice::<u8, f32>(mean),
+        bytemuck::try_cast_slice::<u8, f32>(var),
+    );
+    if let (true, Ok(m), Ok(v)) = (PREP, aligned.0, aligned.1) {
+        // The prepared values go into `w` itself, each replaced by its draw (no buffer to
+        // zero).
+        D::prepare(v, w.as_flattened_mut());
+        for (row, m) in w.iter_mut().zip(m.chunks_exact(K)) {
+            let (Ok(&[m0, m1, m2, m3, m4]), &mut [s0, s1, s2, s3, s4]) =
+                (<&[f32; K]>::try_from(m), &mut *row)
+            else {
+                continue; // unreachable: exact chunks
+            };
+            // Written out: a loop around the draws is not unrolled.
+            *row = [
+                local.draw_prepared(m0, s0),
+                local.draw_prepared(m1, s1),
+                local.draw_prepared(m2, s2),
+                local.draw_prepared(m3, s3),
+                local.draw_prepared(m4, s4),
+            ];
+        }
+    } else {
+        for (row, (m, v)) in w
+            .iter_mut()
+            .zip(mean.chunks_exact(4 * K).zip(var.chunks_exact(4 * K)))
+        {
+            let (Ok(m), Ok(v)) = (<&[u8; 4 * K]>::try_from(m), <&[u8; 4 * K]>::try_from(v)) else {
+                continue; // unreachable: exact chunks
+            };
+            let ([m0, m1, m2, m3, m4], [v0, v1, v2, v3, v4]) = (f32x5(m), f32x5(v));
+            *row = [
+                local.draw(m0, v0),
+                local.draw(m1, v1),
+                local.draw(m2, v2),
+                local.draw(m3, v3),
+                local.draw(m4, v4),
+            ];
+        }
     }
     *d = local;
-    w
 }
 
 /// Five little-endian `f32`.
@@ -278,6 +312,39 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Both ways of drawing a kernel (prepared standard deviations from aligned words, and one
+    /// square root per draw from bytes) give the same bits and leave the generator in the same
+    /// state.
+    #[test]
+    fn kernel_draws_agree_prepared_or_not() {
+        use crate::params::{MeanDraw, SampleDraw};
+        use crate::rng::Rng;
+        let mut words = [0u32; 51];
+        for (k, v) in words.iter_mut().enumerate() {
+            *v = if k < 25 {
+                (k as f32 * 0.03 - 0.4).to_bits()
+            } else {
+                (0.001 * (k % 7 + 1) as f32).to_bits()
+            };
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        let (mean, var) = (&bytes[..100], &bytes[100..200]);
+        assert!(bytemuck::try_cast_slice::<u8, f32>(var).is_ok(), "aligned");
+        let (mut a, mut b) = ([[0f32; K]; K], [[1f32; K]; K]);
+        let mut da = SampleDraw::new(Rng::seed_from_u64(4));
+        let mut db = SampleDraw::new(Rng::seed_from_u64(4));
+        draw_kernel::<_, true>(mean, var, &mut da, &mut a);
+        draw_kernel::<_, false>(mean, var, &mut db, &mut b);
+        assert_eq!(
+            a.map(|r| r.map(f32::to_bits)),
+            b.map(|r| r.map(f32::to_bits))
+        );
+        assert_eq!(da.into_rng(), db.into_rng());
+        assert_ne!(a[0][0], f32::from_bits(words[0]), "drawn, not the mean");
+        draw_kernel::<_, true>(mean, var, &mut MeanDraw, &mut a);
+        assert_eq!(a[2][3], f32::from_bits(words[13]));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use crate::format::le_f32;
 use crate::gauss::standard_normal;
-use crate::params::{Draw, Params, Sqrt};
+use crate::params::{Draw, Params, Sqrt, PREPARE};
 use crate::rng::Rng;
 
 /// Number of interleaved partial sums in a dot product.
@@ -204,12 +204,24 @@ fn rows_drawn<T: Elem, D: Draw, const IN: usize>(
     }
 }
 
+/// The two values of weight `k` of block `b`: from its prepared value (`PREP`, see
+/// [`Draw::prepare`]) or from its variance.
+#[inline(always)]
+fn pair<T: Elem, D: Draw, const PREP: bool>(d: &mut D, mb: &[T], vb: &[T], k: usize) -> (f32, f32) {
+    if PREP {
+        d.draw2_prepared(T::at(mb, k), T::at(vb, k))
+    } else {
+        d.draw2(T::at(mb, k), T::at(vb, k))
+    }
+}
+
 /// Half of a pair of dot products: the terms in lanes `H·4 .. H·4+4` (`i mod 8` in that
-/// range), in increasing `i`, each weight pair from one [`Draw::draw2`]; returns those four
+/// range), in increasing `i`, each weight pair from one [`Draw::draw2_prepared`] (`var`
+/// holds the values of [`Draw::prepare`]); returns those four
 /// lanes of each sample. Four lanes per sample keep eight accumulators in registers on the
 /// Cortex-M4 (sixteen spilled).
 #[inline(always)]
-fn half_drawn2<T: Elem, D: Draw, const H: usize>(
+fn half_drawn2<T: Elem, D: Draw, const H: usize, const PREP: bool>(
     mean: &[T],
     var: &[T],
     xa: &[f32],
@@ -238,16 +250,16 @@ fn half_drawn2<T: Elem, D: Draw, const H: usize>(
         else {
             continue; // unreachable: 4 elements
         };
-        let (w0, u0) = d.draw2(T::at(mb, 4 * H), T::at(vb, 4 * H));
+        let (w0, u0) = pair::<T, D, PREP>(d, mb, vb, 4 * H);
         *a0 += w0 * x0;
         *b0 += u0 * y0;
-        let (w1, u1) = d.draw2(T::at(mb, 4 * H + 1), T::at(vb, 4 * H + 1));
+        let (w1, u1) = pair::<T, D, PREP>(d, mb, vb, 4 * H + 1);
         *a1 += w1 * x1;
         *b1 += u1 * y1;
-        let (w2, u2) = d.draw2(T::at(mb, 4 * H + 2), T::at(vb, 4 * H + 2));
+        let (w2, u2) = pair::<T, D, PREP>(d, mb, vb, 4 * H + 2);
         *a2 += w2 * x2;
         *b2 += u2 * y2;
-        let (w3, u3) = d.draw2(T::at(mb, 4 * H + 3), T::at(vb, 4 * H + 3));
+        let (w3, u3) = pair::<T, D, PREP>(d, mb, vb, 4 * H + 3);
         *a3 += w3 * x3;
         *b3 += u3 * y3;
     }
@@ -261,7 +273,11 @@ fn half_drawn2<T: Elem, D: Draw, const H: usize>(
         )
         .zip(xar.iter().zip(xbr).skip(4 * H))
     {
-        let (wa, wb) = d.draw2(T::one(mw), T::one(vw));
+        let (wa, wb) = if PREP {
+            d.draw2_prepared(T::one(mw), T::one(vw))
+        } else {
+            d.draw2(T::one(mw), T::one(vw))
+        };
         *a += wa * xai;
         *b += wb * xbi;
     }
@@ -272,19 +288,20 @@ fn half_drawn2<T: Elem, D: Draw, const H: usize>(
 /// one [`Draw::draw2`], each sum in the lane order. Draw order: first the terms of lanes 0–3
 /// (`i mod 8 < 4`) in increasing `i`, then those of lanes 4–7 in increasing `i`.
 #[inline(always)]
-fn dot_drawn2<T: Elem, D: Draw>(
+fn dot_drawn2<T: Elem, D: Draw, const PREP: bool>(
     mean: &[T],
     var: &[T],
     xa: &[f32],
     xb: &[f32],
     d: &mut D,
 ) -> (f32, f32) {
-    let ([a0, a1, a2, a3], [b0, b1, b2, b3]) = half_drawn2::<T, D, 0>(mean, var, xa, xb, d);
-    let ([a4, a5, a6, a7], [b4, b5, b6, b7]) = half_drawn2::<T, D, 1>(mean, var, xa, xb, d);
-    (
-        combine([a0, a1, a2, a3, a4, a5, a6, a7]),
-        combine([b0, b1, b2, b3, b4, b5, b6, b7]),
-    )
+    let ([a0, a1, a2, a3], [b0, b1, b2, b3]) = half_drawn2::<T, D, 0, PREP>(mean, var, xa, xb, d);
+    // `combine`'s left half, summed before the second loop and kept in memory through it.
+    let mut left = [(a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)];
+    core::hint::black_box(&mut left);
+    let ([a4, a5, a6, a7], [b4, b5, b6, b7]) = half_drawn2::<T, D, 1, PREP>(mean, var, xa, xb, d);
+    let [ha, hb] = left;
+    (ha + ((a4 + a5) + (a6 + a7)), hb + ((b4 + b5) + (b6 + b7)))
 }
 
 /// [`dense`] for two Monte Carlo samples at once, inputs `xa`, `xb`, outputs `outa`, `outb`:
@@ -316,17 +333,30 @@ pub fn dense2<
         (*a, *b) = local.draw2(le_f32(m), le_f32(v));
     }
     match (words(p.weight_mean), words(p.weight_var)) {
-        (Some(m), Some(v)) => rows_drawn2(m, v, xa, xb, &mut local, outa, outb),
+        (Some(m), Some(v)) => {
+            if PREPARE {
+                // One row's prepared variances (standard deviations when sampling).
+                let mut row = [0f32; IN];
+                rows_drawn2::<D, true>(m, v, xa, xb, &mut local, outa, outb, &mut row);
+            } else {
+                rows_drawn2::<D, false>(m, v, xa, xb, &mut local, outa, outb, &mut []);
+            }
+        }
         _ => local = rows_drawn2_bytes(p.weight_mean, p.weight_var, xa, xb, local, outa, outb),
     }
     *d = local;
 }
 
-/// `outa[o] += Σ_i wa_oi·xa_i`, `outb[o] += Σ_i wb_oi·xb_i`, rows in order.
+/// `outa[o] += Σ_i wa_oi·xa_i`, `outb[o] += Σ_i wb_oi·xb_i`, rows in order. Each row's
+/// variances are first turned into `prepared` (`xa.len()` values) by [`Draw::prepare`]: on
+/// the Cortex-M4 the square roots of a row then stay in FPU registers (`HwSqrt`'s
+/// `sqrt_slice`), and the drawing loop reads `σ` with one load, keeping fewer values in
+/// core registers.
 // One copy for every layer shape (slices, not arrays): ≈ 9 KB less Cortex-M4 code than one
 // per layer, for a loop bound read at run time.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
-fn rows_drawn2<D: Draw + Clone>(
+fn rows_drawn2<D: Draw + Clone, const PREP: bool>(
     mean: &[f32],
     var: &[f32],
     xa: &[f32],
@@ -334,6 +364,7 @@ fn rows_drawn2<D: Draw + Clone>(
     d: &mut D,
     outa: &mut [f32],
     outb: &mut [f32],
+    prepared: &mut [f32],
 ) {
     // A local copy keeps the generator in registers (`d` is behind a pointer).
     let mut local = d.clone();
@@ -343,7 +374,12 @@ fn rows_drawn2<D: Draw + Clone>(
         .zip(outb.iter_mut())
         .zip(mean.chunks_exact(row).zip(var.chunks_exact(row)))
     {
-        let (sa, sb) = dot_drawn2(m, v, xa, xb, &mut local);
+        let (sa, sb) = if PREP {
+            D::prepare(v, prepared);
+            dot_drawn2::<f32, D, true>(m, prepared, xa, xb, &mut local)
+        } else {
+            dot_drawn2::<f32, D, false>(m, v, xa, xb, &mut local)
+        };
         *a += sa;
         *b += sb;
     }
@@ -703,6 +739,32 @@ mod tests {
         }
         // The outputs depend on the draws (not all equal to the mean forward pass).
         assert_ne!(aligned.0, aligned.4.map(f32::to_bits));
+    }
+
+    /// `rows_drawn2` with prepared standard deviations (the Cortex-M4's way) and with one
+    /// square root per pair (the host's) gives the same bits and generator state.
+    #[test]
+    fn rows_drawn2_prepared_or_not_agree() {
+        const IN: usize = 20;
+        const OUT: usize = 3;
+        let m: Vec<f32> = (0..IN * OUT)
+            .map(|k| ((k * 13) % 11) as f32 * 0.1 - 0.5)
+            .collect();
+        let v: Vec<f32> = (0..IN * OUT).map(|k| 0.003 * (1 + k % 4) as f32).collect();
+        let xa: Vec<f32> = (0..IN).map(|i| i as f32 * 0.2 - 1.0).collect();
+        let xb: Vec<f32> = (0..IN).map(|i| 0.5 - i as f32 * 0.05).collect();
+        let run = |prep: bool| {
+            let mut d = SampleDraw::new(Rng::seed_from_u64(31));
+            let (mut oa, mut ob) = ([0.25f32; OUT], [-0.5f32; OUT]);
+            let mut row = [0f32; IN];
+            if prep {
+                rows_drawn2::<_, true>(&m, &v, &xa, &xb, &mut d, &mut oa, &mut ob, &mut row);
+            } else {
+                rows_drawn2::<_, false>(&m, &v, &xa, &xb, &mut d, &mut oa, &mut ob, &mut []);
+            }
+            (oa.map(f32::to_bits), ob.map(f32::to_bits), d.into_rng())
+        };
+        assert_eq!(run(true), run(false));
     }
 
     /// `dense2` draws in the order `infer` documents (biases, then each row's lanes 0–3 and

@@ -39,7 +39,8 @@
 //! A drawn parameter is `μ + sqrt(σ²)·ε`, the square root correctly rounded (`libm::sqrtf` by
 //! default; see [`crate::params::Sqrt`] and [`LeNet::predict_with`]). Drawing two samples'
 //! fully-connected weights together shares each weight's loads and square root (on the
-//! Cortex-M4, 34.0 M → 32.0 M instructions per 16-sample image); every draw is still an
+//! Cortex-M4, 34.0 M → 32.0 M instructions per 16-sample image; 28.9 M since, with the same
+//! draws: `core/README.md`); every draw is still an
 //! independent normal, so the distribution of each sample is unchanged.
 //!
 //! # Arithmetic order (part of the contract)
@@ -58,8 +59,8 @@
 //! features, fc1, fc2 and logits of the first sample of a `Weights` pair), owned by the
 //! caller (it can be a `static`). One call to [`LeNet::predict`] needs on top of that its
 //! stack: on `thumbv7em-none-eabihf` (release) the firmware's painted-stack peak for its
-//! whole program (`predict_with`, a 784-byte image buffer, logging) is 4,028 bytes in its
-//! `Weights` build, so ≈ 20.8 KB of RAM in all, within the 24 KB budget. The firmware's measurement is the authoritative figure. The
+//! whole program (`predict_with`, a 784-byte image buffer, logging) is 4,136 bytes in its
+//! `Weights` build, so ≈ 20.9 KB of RAM in all, within the 24 KB budget. The firmware's measurement is the authoritative figure. The
 //! parameters stay in the model bytes.
 
 use crate::arch::{self, CLASSES, IMAGE_LEN, IMAGE_SIDE};
@@ -373,8 +374,9 @@ impl<'m> LeNet<'m> {
             .weight_mean
             .chunks_exact(KERNEL_BYTES)
             .zip(self.conv1.weight_var.chunks_exact(KERNEL_BYTES));
+        let mut w = [[0f32; 5]; 5];
         for ((pooled, (m, v)), &b) in s.p1.iter_mut().zip(kernels1).zip(&bias1) {
-            let w = kernel(m, v, d);
+            kernel(m, v, d, &mut w);
             fill(s.c1.as_flattened_mut(), b);
             conv5x5_acc(&s.x, &w, &mut s.c1);
             relu_maxpool2(&s.c1, pooled);
@@ -395,7 +397,7 @@ impl<'m> LeNet<'m> {
                 .skip(ic)
                 .step_by(CH1);
             for (acc, (m, v)) in s.c2.iter_mut().zip(kernels) {
-                let w = kernel(m, v, d);
+                kernel(m, v, d, &mut w);
                 conv5x5_acc(input, &w, acc);
             }
         }
@@ -461,8 +463,8 @@ fn fill(out: &mut [f32], v: f32) {
 /// [`draw_kernel`], compiled once for conv1 and conv2: 0.6 KB less Cortex-M4 code for
 /// 0.02 M more instructions per 16-sample prediction (a call per kernel).
 #[inline(never)]
-fn kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D) -> [[f32; 5]; 5] {
-    draw_kernel(mean, var, d)
+fn kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D, w: &mut [[f32; 5]; 5]) {
+    draw_kernel::<D, { crate::params::PREPARE }>(mean, var, d, w)
 }
 
 /// `max(0, v)` written so that NaN and −0.0 give +0.0 on every target.
@@ -757,6 +759,34 @@ mod tests {
             mode,
             threshold: None,
         }
+    }
+
+    /// A model at an address that is not 4-aligned takes the byte-reading paths (kernels,
+    /// `dense`, `dense2`, local reparameterisation): the same bits as at an aligned address.
+    #[test]
+    fn unaligned_model_gives_the_aligned_bits() {
+        let bytes = encode_lenet(&random_tensors(8, 0.5), None);
+        // Words, so the copy at byte offset 0 is 4-aligned whatever the allocator does.
+        let mut buf = vec![0u32; bytes.len() / 4 + 2];
+        let raw: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+        let mut run = |offset: usize| {
+            raw[offset..offset + bytes.len()].copy_from_slice(&bytes);
+            let model = Model::from_bytes(&raw[offset..offset + bytes.len()]).unwrap();
+            let net = LeNet::new(&model).unwrap();
+            let mut s = Scratch::new();
+            Mode::ALL.map(|mode| {
+                // 3 samples: one `Weights` pair and one sample alone.
+                net.predict(&image(2), &config(3, 17, mode), &mut s)
+                    .unwrap()
+                    .probs
+                    .map(f32::to_bits)
+            })
+        };
+        let aligned = run(0);
+        for offset in 1..4 {
+            assert_eq!(run(offset), aligned, "offset {offset}");
+        }
+        assert_ne!(aligned[0], aligned[2], "sampled, not the means");
     }
 
     #[test]
