@@ -507,7 +507,7 @@ impl Checkpoint {
 }
 
 /// Bytes before the arrays, after the magic and version included.
-const HEADER: usize = 8 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 32 + 24 + 16 + 12;
+const HEADER: usize = 8 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 32 + 24 + 16 + 12;
 
 /// The full length a checkpoint with this header would have (`usize::MAX` if unreadable).
 fn encoded_len_from_header(bytes: &[u8]) -> usize {
