@@ -68,9 +68,58 @@ fn trained_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
     })
 }
 
+/// A model made by `trainer train --recipe best` itself (the preset's options: closed-form KL,
+/// one-cycle schedule, one sample per step, crop padding 2, temperature scaling folded into
+/// fc3), shortened to one epoch on 5,120 images, and the sample images the run wrote.
+fn best_recipe_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
+    static ONCE: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        use clap::Parser;
+        let data = std::env::var_os("TINYVI_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| tests::workspace_root().join("data"));
+        let out = scratch_dir("best-recipe-run");
+        let argv = [
+            "trainer",
+            "train",
+            "--recipe",
+            "best",
+            "--epochs",
+            "1",
+            "--limit",
+            "5120",
+            "--quiet",
+            "--data",
+            data.to_str().expect("UTF-8 data path"),
+            "--out",
+            out.to_str().expect("UTF-8 scratch path"),
+        ];
+        let trainer::cli::Command::Train(args) = trainer::cli::Cli::try_parse_from(argv)
+            .expect("flags")
+            .into_command()
+        else {
+            unreachable!("a train command")
+        };
+        trainer::pipeline::run_train(&args).expect("trainer train --recipe best");
+        let metrics = std::fs::read_to_string(out.join("metrics.json")).expect("metrics.json");
+        assert!(
+            !metrics.contains("\"temperature\": null"),
+            "the best recipe scales the temperature: {metrics}"
+        );
+        (
+            std::fs::read(out.join("model.postcard")).expect("model.postcard"),
+            std::fs::read(out.join("samples.bin")).expect("samples.bin"),
+        )
+    })
+}
+
 fn fixture(name: &str) -> Fixture {
+    fixture_of(name, trained_model_and_samples())
+}
+
+fn fixture_of(name: &str, made: &(Vec<u8>, Vec<u8>)) -> Fixture {
     let dir = scratch_dir(name);
-    let (model, samples) = trained_model_and_samples().clone();
+    let (model, samples) = made.clone();
     std::fs::write(dir.join("model.postcard"), &model).expect("write fixture model");
     std::fs::write(dir.join("samples.bin"), &samples).expect("write fixture samples");
     Fixture {
@@ -100,7 +149,10 @@ fn build_and_run(f: &Fixture, mode: &str, features: &[&str]) -> Run {
 }
 
 fn bit_identical_in(mode: &str) {
-    let f = fixture(&format!("qemu-{mode}"));
+    bit_identical_with(fixture(&format!("qemu-{mode}")), mode);
+}
+
+fn bit_identical_with(f: Fixture, mode: &str) {
     let run = build_and_run(&f, mode, &[]);
     assert!(!run.timed_out, "QEMU timed out; log so far:\n{}", run.log);
     assert_eq!(run.code, Some(0), "firmware failed in QEMU:\n{}", run.log);
@@ -183,6 +235,16 @@ fn firmware_in_qemu_is_bit_identical_to_the_host_local_reparam() {
 #[test]
 fn firmware_in_qemu_is_bit_identical_to_the_host_weights() {
     bit_identical_in("weights");
+}
+
+/// Issue 7: the device path works for a model of the best recipe (its options only change
+/// the weights, and temperature scaling is folded into fc3).
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_the_best_recipe() {
+    bit_identical_with(
+        fixture_of("qemu-best", best_recipe_model_and_samples()),
+        "weights",
+    );
 }
 
 /// Builds with a `provoke-*` feature and checks that the fault is logged through defmt and
