@@ -71,8 +71,11 @@ pub const ROWS: &[Row] = &[
     },
 ];
 
+/// Reads one figure of a run (`None` when it was not measured, e.g. OOD without Fashion-MNIST).
+type Figure = fn(&Metrics) -> Option<f64>;
+
 /// The figures of one run that the table shows.
-const COLUMNS: [(&str, fn(&Metrics) -> Option<f64>); 7] = [
+const COLUMNS: [(&str, Figure); 7] = [
     ("acc", |m| Some(m.acc)),
     ("nll", |m| Some(m.nll)),
     ("ece", |m| Some(m.ece)),
