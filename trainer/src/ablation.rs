@@ -1,5 +1,6 @@
 //! `trainer ablation`: the README's ablation table. Each training option of `train` alone on
-//! top of the seed recipe, and the `best` preset, over several seeds; every run is an ordinary
+//! top of the seed recipe, the `best` preset, and the preset with one of its choices undone,
+//! over several seeds; every run is an ordinary
 //! `trainer train` whose files stay in `--out/<row>/seed-<S>/`, and the table (mean ± sample
 //! standard deviation over the seeds) goes to stdout and `--out/ablation.md`.
 
@@ -23,7 +24,8 @@ pub struct Row {
     pub flags: &'static [&'static str],
 }
 
-/// The rows, in table order: the seed recipe, each option alone, the preset.
+/// The rows, in table order: the seed recipe, each option alone, the preset, and the preset
+/// with one choice undone.
 pub const ROWS: &[Row] = &[
     Row {
         name: "seed",
@@ -68,6 +70,33 @@ pub const ROWS: &[Row] = &[
     Row {
         name: "best",
         flags: &["--recipe", "best"],
+    },
+    Row {
+        name: "best-constant-lr",
+        flags: &[
+            "--recipe",
+            "best",
+            "--lr-schedule",
+            "constant",
+            "--lr",
+            "1e-3",
+        ],
+    },
+    Row {
+        name: "best-crop-pad-4",
+        flags: &["--recipe", "best", "--crop-pad", "4"],
+    },
+    Row {
+        name: "best-closed-kl",
+        flags: &["--recipe", "best", "--kl", "closed"],
+    },
+    Row {
+        name: "best-local-reparam",
+        flags: &["--recipe", "best", "--local-reparam"],
+    },
+    Row {
+        name: "best-no-temperature",
+        flags: &["--recipe", "best", "--temperature-scaling", "false"],
     },
 ];
 

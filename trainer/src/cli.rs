@@ -119,8 +119,8 @@ pub struct AblationArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Named settings: seed = torch-uncertainty's tutorial (DESIGN §3); best = the README
-    /// ablation's winner (--epochs 15 --lr 3e-3 --lr-schedule one-cycle --kl closed
-    /// --kl-weight 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000 --temperature-scaling). Flags given
+    /// ablation's winner (--epochs 15 --lr 3e-3 --lr-schedule one-cycle --kl-weight
+    /// 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000 --temperature-scaling). Flags given
     /// explicitly override the recipe's values.
     #[arg(long, value_enum, default_value_t = Recipe::Seed)]
     pub recipe: Recipe,
@@ -189,7 +189,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub local_reparam: Option<bool>,
     /// KL term: mc = Monte Carlo at the sampled weights, closed = analytic for the Gaussian
-    /// prior [recipe seed: mc (closed with --local-reparam), best: closed].
+    /// prior [recipes: mc; closed with --local-reparam].
     #[arg(long, value_enum)]
     pub kl: Option<KlMode>,
     /// Combine the layers' KL by their mean (the tutorial's) or sum all parameters' (with

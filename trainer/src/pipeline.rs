@@ -120,15 +120,15 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         crop_pad: h.crop_pad,
     };
     println!(
-        "training the Bayesian LeNet on {} MNIST images (recipe {}): {} epoch(s), batch {}, Adam lr {} ({:?}), KL {:?} {:?} weight {}{}, {} samples per step{}, crop padding {}, seed {}, {} threads",
+        "training the Bayesian LeNet on {} MNIST images (recipe {}): {} epoch(s), batch {}, Adam lr {} ({}), KL {} {} weight {}{}, {} samples per step{}, crop padding {}, seed {}, {} threads",
         train_set.len(),
         args.recipe.name(),
         cfg.epochs,
         cfg.batch_size,
         cfg.lr,
-        cfg.lr_schedule,
-        cfg.kl,
-        cfg.kl_reduction,
+        flag_value(cfg.lr_schedule),
+        flag_value(cfg.kl),
+        flag_value(cfg.kl_reduction),
         cfg.kl_weight,
         if cfg.kl_anneal_epochs > 0 {
             format!(" annealed over {} epoch(s)", cfg.kl_anneal_epochs)
@@ -324,6 +324,12 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     report::print_metrics_table(&m);
     print_written(&args.out, true);
     Ok(())
+}
+
+/// How a value of an option is spelled on the command line (e.g. `one-cycle`).
+fn flag_value(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
 }
 
 /// Removes the temporary files (`.NAME.XXXXXX.tmp`) that a killed run left behind while

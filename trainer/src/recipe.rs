@@ -13,8 +13,7 @@ pub enum Recipe {
     #[default]
     Seed,
     /// The winner of the README's ablation: --epochs 15 --lr 3e-3 --lr-schedule one-cycle
-    /// --kl closed --kl-weight 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000
-    /// --temperature-scaling.
+    /// --kl-weight 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000 --temperature-scaling.
     Best,
 }
 
@@ -74,7 +73,6 @@ impl Recipe {
                 lr: 3e-3,
                 lr_schedule: LrSchedule::OneCycle,
                 kl_weight: 1.0 / 60_000.0,
-                kl: KlMode::Closed,
                 train_samples: 1,
                 crop_pad: 2,
                 holdout: 5_000,
@@ -158,8 +156,6 @@ mod tests {
             "3e-3",
             "--lr-schedule",
             "one-cycle",
-            "--kl",
-            "closed",
             "--kl-weight",
             "1/60000",
             "--train-samples",
@@ -184,11 +180,11 @@ mod tests {
             "--temperature-scaling",
             "false",
             "--kl",
-            "mc",
+            "closed",
         ]);
         assert_eq!(h.epochs, 2);
         assert!(!h.temperature_scaling);
-        assert_eq!(h.kl, KlMode::Mc);
+        assert_eq!(h.kl, KlMode::Closed);
         assert_eq!(h.lr_schedule, LrSchedule::OneCycle);
         assert_eq!(h.holdout, 5000);
         // --local-reparam implies the closed KL unless --kl says otherwise.
