@@ -95,8 +95,12 @@ pub const ROWS: &[Row] = &[
         flags: &["--recipe", "best", "--local-reparam"],
     },
     Row {
-        name: "best-no-temperature",
-        flags: &["--recipe", "best", "--temperature-scaling", "false"],
+        name: "best-temperature",
+        flags: &["--recipe", "best", "--temperature-scaling"],
+    },
+    Row {
+        name: "best-no-holdout",
+        flags: &["--recipe", "best", "--holdout", "0"],
     },
 ];
 

@@ -120,7 +120,7 @@ pub struct AblationArgs {
 pub struct TrainArgs {
     /// Named settings: seed = torch-uncertainty's tutorial (DESIGN §3); best = the README
     /// ablation's winner (--epochs 15 --lr 3e-3 --lr-schedule one-cycle --kl-weight
-    /// 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000 --temperature-scaling). Flags given
+    /// 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000). Flags given
     /// explicitly override the recipe's values.
     #[arg(long, value_enum, default_value_t = Recipe::Seed)]
     pub recipe: Recipe,
@@ -169,8 +169,7 @@ pub struct TrainArgs {
     pub holdout: Option<usize>,
     /// After training, divide the logits by the temperature that minimises the NLL of the
     /// Monte Carlo prediction on the --holdout images (folded into fc3's means and σ, so the
-    /// exported model and the device are calibrated too) [recipe seed: off, best: on;
-    /// `--temperature-scaling false` turns it off].
+    /// exported model and the device are calibrated too) [recipes: off].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub temperature_scaling: Option<bool>,
     /// No progress display.

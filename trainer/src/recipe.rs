@@ -13,7 +13,7 @@ pub enum Recipe {
     #[default]
     Seed,
     /// The winner of the README's ablation: --epochs 15 --lr 3e-3 --lr-schedule one-cycle
-    /// --kl-weight 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000 --temperature-scaling.
+    /// --kl-weight 1/60000 --train-samples 1 --crop-pad 2 --holdout 5000.
     Best,
 }
 
@@ -76,7 +76,6 @@ impl Recipe {
                 train_samples: 1,
                 crop_pad: 2,
                 holdout: 5_000,
-                temperature_scaling: true,
                 ..seed
             },
         }
@@ -164,7 +163,6 @@ mod tests {
             "2",
             "--holdout",
             "5000",
-            "--temperature-scaling",
         ]);
         assert_eq!(hyper(&["--recipe", "best"]), spelled);
         assert_ne!(spelled, Recipe::Seed.hyper());
@@ -178,12 +176,11 @@ mod tests {
             "--epochs",
             "2",
             "--temperature-scaling",
-            "false",
             "--kl",
             "closed",
         ]);
         assert_eq!(h.epochs, 2);
-        assert!(!h.temperature_scaling);
+        assert!(h.temperature_scaling);
         assert_eq!(h.kl, KlMode::Closed);
         assert_eq!(h.lr_schedule, LrSchedule::OneCycle);
         assert_eq!(h.holdout, 5000);
