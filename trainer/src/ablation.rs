@@ -141,7 +141,7 @@ pub fn run(args: &AblationArgs) -> Result<()> {
         let mut runs = vec![];
         for &seed in &args.seeds {
             let dir = args.out.join(row.name).join(format!("seed-{seed}"));
-            println!(
+            outln!(
                 "== ablation row {} seed {seed}: trainer train {}",
                 row.name,
                 row.flags.join(" ")
@@ -153,7 +153,7 @@ pub fn run(args: &AblationArgs) -> Result<()> {
         results.push((row, runs));
     }
     let table = table(&results, &args.seeds);
-    print!("{table}");
+    out!("{table}");
     report::write_atomic(&args.out.join("ablation.md"), table.as_bytes())
 }
 

@@ -67,7 +67,7 @@ fn time(reps: usize, mut f: impl FnMut()) -> Timing {
 
 /// Prints one figure: a rate computed from the median time, with the spread of the rate.
 fn line(what: &str, work: f64, unit: &str, t: Timing) {
-    println!(
+    outln!(
         "{what:<44} {:>12.1} {unit}/s  (median of runs; min {:.1}, max {:.1}; {:.3} s per run)",
         work / t.median,
         work / t.max,
@@ -111,7 +111,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (train_set, test) = load_mnist(&args.data)?;
     let pool = thread_pool(args.threads)?;
     let threads = pool.current_num_threads();
-    println!(
+    outln!(
         "tinyvi bench: {threads} threads, seed {}, {reps} timed runs after a warm-up; rates from the median run",
         args.seed
     );
@@ -150,7 +150,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let epoch = t_train.median * train_set.len() as f64 / n as f64;
     let achieved = image_samples * TRAIN_FLOPS_PER_IMAGE_SAMPLE / t_train.median / 1e9;
     let peak = gemm_flops / 1e9 / gemm.median;
-    println!(
+    outln!(
         "{:<44} {epoch:>12.2} s per 60,000-image epoch; {achieved:.1} GFLOP/s = {:.0}% of the GEMM peak",
         "",
         100.0 * achieved / peak

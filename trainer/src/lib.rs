@@ -1,6 +1,23 @@
 //! tinyvi's trainer: data, Bayes-by-Backprop training of the variational LeNet, Monte Carlo
 //! evaluation, metrics, reports, export and the command line.
 
+/// `println!` that does not panic when stdout is closed (`trainer … | head`): the line is
+/// dropped and the run goes on writing its files.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` with the same tolerance as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod ablation;
 pub mod bench;
 pub mod calibrate;

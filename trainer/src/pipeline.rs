@@ -119,7 +119,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         lr_schedule: h.lr_schedule,
         crop_pad: h.crop_pad,
     };
-    println!(
+    outln!(
         "training the Bayesian LeNet on {} MNIST images (recipe {}): {} epoch(s), batch {}, Adam lr {} ({}), KL {} {} weight {}{}, {} samples per step{}, crop padding {}, seed {}, {} threads",
         train_set.len(),
         args.recipe.name(),
@@ -166,7 +166,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
                 ),
             ));
         }
-        println!(
+        outln!(
             "resuming from {} {at} ({} steps done)",
             checkpoint_path.display(),
             c.state.global_step
@@ -242,9 +242,11 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     })?;
     let train_seconds = started.elapsed().as_secs_f64();
     bar.finish();
-    println!(
+    outln!(
         "trained {} steps in {train_seconds:.2} s; last epoch: loss {:.4}, running accuracy {:.4}",
-        summary.steps, summary.last_epoch_loss, summary.last_epoch_accuracy
+        summary.steps,
+        summary.last_epoch_loss,
+        summary.last_epoch_accuracy
     );
 
     let temperature = if h.temperature_scaling {
@@ -261,7 +263,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         let before = calibrate::nll(&logits, &calibration_labels, args.eval_samples, 1.0);
         let after = calibrate::nll(&logits, &calibration_labels, args.eval_samples, t);
         calibrate::fold_temperature(&mut model, t);
-        println!(
+        outln!(
             "temperature scaling: T = {t:.4} on {} held-out images (their NLL {before:.4} -> {after:.4}), folded into fc3, {:.2} s",
             calibration_labels.len(),
             started.elapsed().as_secs_f64()
@@ -285,7 +287,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     });
     let eval_seconds = started.elapsed().as_secs_f64();
     let images = tests.mnist.len() + tests.fashion.as_ref().map_or(0, Dataset::len);
-    println!(
+    outln!(
         "evaluated {images} test images × {} Monte Carlo samples in {eval_seconds:.2} s",
         args.eval_samples
     );
@@ -299,7 +301,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         )
     });
     let threshold = ood_threshold(&calibration);
-    println!(
+    outln!(
         "OOD threshold: predictive entropy > {:.4} nats (accepts {:.0}% of {} {} training images)",
         threshold.value,
         OOD_RECALL * 100.0,
@@ -372,7 +374,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     };
     let mode = core_mode(args.mode);
     let pool = thread_pool(args.threads)?;
-    println!(
+    outln!(
         "evaluating {} through the tinyvi core: {} mode, {} samples, seed {}, {} threads",
         args.model.display(),
         mode.name(),
@@ -398,7 +400,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         })
     })?;
     let eval_seconds = started.elapsed().as_secs_f64();
-    println!("evaluated in {eval_seconds:.2} s");
+    outln!("evaluated in {eval_seconds:.2} s");
     let mut m = compute_metrics(&tests, &evaluated)?;
     m.seed = args.seed;
     m.eval_samples = args.samples;
@@ -526,7 +528,7 @@ fn print_written(out: &Path, trained: bool) {
     ]);
     let paths: Vec<PathBuf> = names.iter().map(|n| out.join(n)).collect();
     let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    println!("wrote {}", list.join(", "));
+    outln!("wrote {}", list.join(", "));
 }
 
 /// `trainer export-samples`: writes the firmware's sample images without training.
@@ -541,7 +543,7 @@ pub fn run_export_samples(args: &crate::cli::ExportSamplesArgs) -> Result<()> {
     }
     let bytes = crate::samples::sample_set(&tests.mnist, tests.fashion.as_ref(), args.count)?;
     report::write_atomic(&args.out, &bytes)?;
-    println!("wrote {}", args.out.display());
+    outln!("wrote {}", args.out.display());
     Ok(())
 }
 
@@ -557,12 +559,12 @@ pub fn run_compare(args: &crate::cli::CompareArgs) -> Result<()> {
     let samples = tinyvi::samples::SampleSet::from_bytes(&sample_bytes)
         .map_err(|e| TrainerError::data(&args.samples, e.to_string()))?;
     let report = replay(&log, &model, &samples);
-    println!("{report}");
+    outln!("{report}");
     if args.predictions.exists() {
         let trainer = read_trainer_predictions(&args.predictions)?;
-        println!("{}", agreement(&log, &trainer));
+        outln!("{}", agreement(&log, &trainer));
     } else {
-        println!(
+        outln!(
             "({} not found: no comparison with the trainer's own evaluation)",
             args.predictions.display()
         );

