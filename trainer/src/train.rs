@@ -530,17 +530,7 @@ impl Engine {
         }
         let per_sample = PARAMS.div_ceil(CHUNK);
         let (sigma, ln_sigma, prior) = (&self.sigma, &self.ln_sigma, &self.prior);
-        let parts: Vec<f64> = self
-            .eps
-            .par_chunks_mut(PARAMS)
-            .zip(self.w.par_chunks_mut(PARAMS))
-            .enumerate()
-            .flat_map(|(s, (e, w))| {
-                e.par_chunks_mut(CHUNK)
-                    .zip(w.par_chunks_mut(CHUNK))
-                    .enumerate()
-                    .map(move |(c, (e, w))| (s, c, e, w))
-            })
+        let parts: Vec<f64> = sample_chunks(&mut self.eps, &mut self.w)
             .map(|(s, c, e, w)| {
                 if !keep_eps {
                     Rng::stream(seed, &[purpose::TRAIN_EPS, step, s as u64, c as u64])
@@ -560,29 +550,18 @@ impl Engine {
     fn sample_closed(&mut self, model: &Lenet, seed: u64, step: u64, keep_eps: bool) -> f64 {
         let limit = if self.local_reparam { FC_START } else { PARAMS };
         let sigma = &self.sigma;
-        self.eps
-            .par_chunks_mut(PARAMS)
-            .zip(self.w.par_chunks_mut(PARAMS))
-            .enumerate()
-            .flat_map(|(s, (e, w))| {
-                e.par_chunks_mut(CHUNK)
-                    .zip(w.par_chunks_mut(CHUNK))
-                    .enumerate()
-                    .map(move |(c, (e, w))| (s, c, e, w))
-            })
-            .for_each(|(s, c, e, w)| {
-                let lo = c * CHUNK;
-                if lo >= limit {
-                    return;
-                }
-                let len = e.len().min(limit - lo);
-                let (e, w) = (&mut e[..len], &mut w[..len]);
-                if !keep_eps {
-                    Rng::stream(seed, &[purpose::TRAIN_EPS, step, s as u64, c as u64])
-                        .fill_normal(e);
-                }
-                bayes::sample(&model.mu[lo..lo + len], &sigma[lo..lo + len], e, w);
-            });
+        sample_chunks(&mut self.eps, &mut self.w).for_each(|(s, c, e, w)| {
+            let lo = c * CHUNK;
+            if lo >= limit {
+                return;
+            }
+            let len = e.len().min(limit - lo);
+            let (e, w) = (&mut e[..len], &mut w[..len]);
+            if !keep_eps {
+                Rng::stream(seed, &[purpose::TRAIN_EPS, step, s as u64, c as u64]).fill_normal(e);
+            }
+            bayes::sample(&model.mu[lo..lo + len], &sigma[lo..lo + len], e, w);
+        });
         if self.local_reparam {
             self.var
                 .par_chunks_mut(CHUNK)
@@ -775,6 +754,23 @@ impl Engine {
         let i = self.w.par_iter().position_first(|w| !w.is_finite())?;
         Some(layer_of(i % PARAMS).name)
     }
+}
+
+/// The noise and weight vectors of every sample, cut into fixed parameter chunks: items
+/// `(sample, chunk, ε, w)`, the unit of the parallel sampling (independent of thread count).
+fn sample_chunks<'a>(
+    eps: &'a mut [f32],
+    w: &'a mut [f32],
+) -> impl ParallelIterator<Item = (usize, usize, &'a mut [f32], &'a mut [f32])> {
+    eps.par_chunks_mut(PARAMS)
+        .zip(w.par_chunks_mut(PARAMS))
+        .enumerate()
+        .flat_map(|(s, (e, w))| {
+            e.par_chunks_mut(CHUNK)
+                .zip(w.par_chunks_mut(CHUNK))
+                .enumerate()
+                .map(move |(c, (e, w))| (s, c, e, w))
+        })
 }
 
 /// Writes the normalised random crop of `img` (28×28 u8) at offset (`dy`, `dx`) ∈ 0..=2·`pad`
