@@ -57,37 +57,24 @@ pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
     let lut = norm_lut();
     let weights: Vec<&[f32]> = sets.chunks_exact(PARAMS).collect();
     let inv = 1.0 / k as f32;
-    let (chunk, group) = (CHUNK, GROUP);
     images
-        .par_chunks(chunk * IN)
-        .zip(probs.par_chunks_mut(chunk))
-        .zip(ent.par_chunks_mut(chunk))
+        .par_chunks(CHUNK * IN)
+        .zip(probs.par_chunks_mut(CHUNK))
+        .zip(ent.par_chunks_mut(CHUNK))
         .for_each_init(
-            || Workspace::new(chunk, group.min(k), false),
+            || Workspace::new(CHUNK, GROUP.min(k), false),
             |ws, ((imgs, pr), en)| {
-                let m = pr.len();
-                for (d, &p) in ws.x.iter_mut().zip(imgs) {
-                    *d = lut[p as usize];
-                }
-                ws.prepare_input(m);
-                for group in weights.chunks(group) {
-                    ws.conv1(m, group);
-                    for (j, w) in group.iter().enumerate() {
-                        ws.tail_forward(m, j, w);
-                        for i in 0..m {
-                            let z = &ws.logits[i * OUT..(i + 1) * OUT];
-                            let (lse, _) = log_sum_exp(z);
-                            let mut zp = 0.0f32;
-                            for c in 0..OUT {
-                                let p = (z[c] - lse).exp();
-                                pr[i][c] += p;
-                                zp += p * z[c];
-                            }
-                            en[i] += lse - zp;
-                        }
+                forward_chunk(ws, &lut, imgs, &weights, |_, i, z| {
+                    let (lse, _) = log_sum_exp(z);
+                    let mut zp = 0.0f32;
+                    for c in 0..OUT {
+                        let p = (z[c] - lse).exp();
+                        pr[i][c] += p;
+                        zp += p * z[c];
                     }
-                }
-                for i in 0..m {
+                    en[i] += lse - zp;
+                });
+                for i in 0..pr.len() {
                     for p in &mut pr[i] {
                         *p *= inv;
                     }
@@ -122,25 +109,38 @@ pub fn mc_logits(model: &Lenet, images: &[u8], samples: usize, seed: u64) -> Vec
         .for_each_init(
             || Workspace::new(CHUNK, GROUP.min(k), false),
             |ws, (imgs, out)| {
-                let m = imgs.len() / IN;
-                for (d, &p) in ws.x.iter_mut().zip(imgs) {
-                    *d = lut[p as usize];
-                }
-                ws.prepare_input(m);
-                for (g, group) in weights.chunks(GROUP).enumerate() {
-                    ws.conv1(m, group);
-                    for (j, w) in group.iter().enumerate() {
-                        ws.tail_forward(m, j, w);
-                        let s = g * GROUP + j;
-                        for i in 0..m {
-                            out[(i * k + s) * OUT..][..OUT]
-                                .copy_from_slice(&ws.logits[i * OUT..(i + 1) * OUT]);
-                        }
-                    }
-                }
+                forward_chunk(ws, &lut, imgs, &weights, |s, i, z| {
+                    out[(i * k + s) * OUT..][..OUT].copy_from_slice(z);
+                });
             },
         );
     logits
+}
+
+/// Runs one chunk of images (at most [`CHUNK`]) through every weight set, samples stacked
+/// [`GROUP`] at a time in conv1's GEMM, and hands each image's logits to
+/// `on_logits(sample, image, logits)`, sample by sample in order.
+fn forward_chunk(
+    ws: &mut Workspace,
+    lut: &[f32; 256],
+    imgs: &[u8],
+    weights: &[&[f32]],
+    mut on_logits: impl FnMut(usize, usize, &[f32]),
+) {
+    let m = imgs.len() / IN;
+    for (d, &p) in ws.x.iter_mut().zip(imgs) {
+        *d = lut[p as usize];
+    }
+    ws.prepare_input(m);
+    for (g, group) in weights.chunks(GROUP).enumerate() {
+        ws.conv1(m, group);
+        for (j, w) in group.iter().enumerate() {
+            ws.tail_forward(m, j, w);
+            for i in 0..m {
+                on_logits(g * GROUP + j, i, &ws.logits[i * OUT..(i + 1) * OUT]);
+            }
+        }
+    }
 }
 
 /// Monte Carlo evaluation with `samples` fresh weight samples, each shared by all `images`
