@@ -143,6 +143,13 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The MNIST directory: `$TINYVI_DATA`, else the workspace's `data/`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("TINYVI_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("data"))
+}
+
 /// A scratch directory under the workspace's `target/`, emptied.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = workspace_root()

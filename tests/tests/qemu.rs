@@ -32,9 +32,7 @@ struct Fixture {
 fn trained_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
     static ONCE: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
-        let data = std::env::var_os("TINYVI_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| tests::workspace_root().join("data"));
+        let data = tests::data_dir();
         let (train, test) = load_mnist(&data).expect("MNIST (see the README's Data section)");
         let fashion = load_fashion_test(&data)
             .expect("Fashion-MNIST")
@@ -76,9 +74,7 @@ fn best_recipe_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
     static ONCE: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         use clap::Parser;
-        let data = std::env::var_os("TINYVI_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| tests::workspace_root().join("data"));
+        let data = tests::data_dir();
         let out = scratch_dir("best-recipe-run");
         let argv = [
             "trainer",

@@ -2,8 +2,6 @@
 //! trainer computes: exactly (to f32 rounding) with the mean weights, and within Monte Carlo
 //! error with sampled weights, in both sampling modes.
 
-use std::path::PathBuf;
-
 use tinyvi::arch::{CLASSES, IMAGE_LEN};
 use tinyvi::infer::{Config, LeNet, Mode, Scratch};
 use tinyvi::rng::image_seed;
@@ -13,11 +11,7 @@ use trainer::export::try_export;
 use trainer::model::Lenet;
 use trainer::train::{train, TrainConfig};
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("TINYVI_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"))
-}
+use tests::data_dir;
 
 /// A LeNet trained for 20 steps on real MNIST, and 200 MNIST test images.
 fn trained() -> (Lenet, Vec<u8>) {
