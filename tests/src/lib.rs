@@ -10,7 +10,7 @@ use tinyvi::samples::{self, Dataset, Sample};
 pub mod firmware;
 
 /// `trainer compare`'s log parser and host replay.
-pub use trainer::compare;
+pub use trainer::device as compare;
 
 /// splitmix64: a small deterministic generator for fixtures.
 pub struct Rng(u64);

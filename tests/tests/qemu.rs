@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tests::compare::{parse_log, replay, DeviceLog};
+use tests::compare::log::{parse_log, DeviceLog};
+use tests::compare::replay::replay;
 use tests::firmware::{build, require_tools, run_qemu, Build, Run};
 use tests::{random_lenet, scratch_dir, FIXTURE_THRESHOLD};
 use tinyvi::arch::IMAGE_LEN;
@@ -52,16 +53,16 @@ fn trained_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
             &mut |_| {},
         )
         .expect("training");
-        let calibration = trainer::evaluate::evaluate(
+        let calibration = trainer::eval::monte_carlo::evaluate(
             &model,
             &train.images[n * IMAGE_LEN..(n + 500) * IMAGE_LEN],
             8,
             1,
         );
-        let threshold = trainer::pipeline::ood_threshold(&calibration);
-        let bytes = trainer::export::try_export(&model, Some(threshold)).expect("export");
-        let samples =
-            trainer::samples::sample_set(&test, Some(&fashion), IMAGES / 2).expect("sample set");
+        let threshold = trainer::eval::threshold::ood_threshold(&calibration);
+        let bytes = trainer::model::export::try_export(&model, Some(threshold)).expect("export");
+        let samples = trainer::device::samples::sample_set(&test, Some(&fashion), IMAGES / 2)
+            .expect("sample set");
         (bytes, samples)
     })
 }
@@ -98,7 +99,7 @@ fn best_recipe_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
         else {
             unreachable!("a train command")
         };
-        trainer::pipeline::run_train(&args).expect("trainer train --recipe best");
+        trainer::commands::train::run_train(&args).expect("trainer train --recipe best");
         let metrics = std::fs::read_to_string(out.join("metrics.json")).expect("metrics.json");
         assert!(
             !metrics.contains("\"temperature\": null"),

@@ -6,8 +6,8 @@ use tinyvi::arch::{CLASSES, IMAGE_LEN};
 use tinyvi::infer::{Config, LeNet, Mode, Scratch};
 use tinyvi::rng::image_seed;
 use trainer::data::mnist::load_mnist;
-use trainer::evaluate::evaluate_with_threads;
-use trainer::export::try_export;
+use trainer::eval::monte_carlo::evaluate_with_threads;
+use trainer::model::export::try_export;
 use trainer::model::Lenet;
 use trainer::train::{train, TrainConfig};
 

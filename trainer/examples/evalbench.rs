@@ -10,7 +10,7 @@ fn main() {
     let t = (0..3)
         .map(|_| {
             let t = cpu_seconds();
-            trainer::evaluate::evaluate_with_threads(&model, &imgs, 16, 0, 1).unwrap();
+            trainer::eval::monte_carlo::evaluate_with_threads(&model, &imgs, 16, 0, 1).unwrap();
             cpu_seconds() - t
         })
         .fold(f64::MAX, f64::min);

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Instant;
 
-use trainer::evaluate::evaluate_with_threads;
+use trainer::eval::monte_carlo::evaluate_with_threads;
 use trainer::model::Lenet;
 use trainer::train::{train, TrainConfig};
 

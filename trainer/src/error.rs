@@ -75,10 +75,26 @@ pub enum TrainerError {
     #[error("{what}: {problem}")]
     Invalid { what: String, problem: String },
 
-    /// Training stopped (a non-finite loss or gradient, or a refused checkpoint); the message
-    /// names the step and the layer.
-    #[error("{0}")]
-    Training(String),
+    /// Training stopped (a non-finite loss, gradient or parameter, or a checkpoint that could
+    /// not be saved); `kept` names the last good checkpoint, if any.
+    #[error("{source}{kept}")]
+    Training {
+        #[source]
+        source: crate::train::TrainError,
+        kept: String,
+    },
+
+    /// A checkpoint that cannot be resumed from.
+    #[error("{path}: {source}; cannot resume from it")]
+    Checkpoint {
+        path: DisplayPath,
+        #[source]
+        source: crate::train::checkpoint::CheckpointError,
+    },
+
+    /// Worker threads could not be started.
+    #[error(transparent)]
+    ThreadPool(#[from] crate::nn::parallel::ThreadPoolError),
 
     /// Drawing a figure failed.
     #[error("{path}: cannot draw: {problem}")]

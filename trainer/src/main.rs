@@ -7,12 +7,14 @@ use trainer::cli::{self, Command};
 
 fn main() -> ExitCode {
     let result = match cli::parse().into_command() {
-        Command::Train(args) => trainer::pipeline::run_train(&args),
-        Command::Eval(args) => trainer::pipeline::run_eval(&args),
-        Command::Compare(args) => trainer::pipeline::run_compare(&args),
+        Command::Train(args) => trainer::commands::train::run_train(&args),
+        Command::Eval(args) => trainer::commands::eval::run_eval(&args),
+        Command::Compare(args) => trainer::commands::compare::run_compare(&args),
         Command::Bench(args) => trainer::bench::run(&args),
-        Command::ExportSamples(args) => trainer::pipeline::run_export_samples(&args),
-        Command::Ablation(args) => trainer::ablation::run(&args),
+        Command::ExportSamples(args) => {
+            trainer::commands::export_samples::run_export_samples(&args)
+        }
+        Command::Ablation(args) => trainer::commands::ablation::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,14 +8,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use clap::{CommandFactory, Parser};
+use trainer::cli::recipe::resolve;
 use trainer::cli::{one_line_error, Cli, Command as Sub};
-use trainer::recipe::{resolve, Hyper};
-use trainer::train::{KlMode, KlReduction, LrSchedule};
+use trainer::train::{KlMode, KlReduction, LrSchedule, TrainConfig};
 
 use common::{data_dir, text};
 
 /// The settings of a `train` command line (explicit flags over the recipe's).
-fn parse(args: &[&str]) -> Result<Hyper, String> {
+fn parse(args: &[&str]) -> Result<TrainConfig, String> {
     let cli = Cli::try_parse_from(std::iter::once("trainer").chain(args.iter().copied()))
         .map_err(|e| one_line_error(&e))?;
     match cli.into_command() {
@@ -54,7 +54,7 @@ fn options_parse() {
     assert!(t.local_reparam);
     assert_eq!(t.kl, KlMode::Closed);
     assert_eq!(t.kl_reduction, KlReduction::Sum);
-    assert_eq!(t.kl_weight, 1.0 / 60000.0);
+    assert_eq!(t.kl_weight, (1.0f64 / 60000.0) as f32);
     assert_eq!(t.kl_anneal_epochs, 3);
     assert_eq!(t.lr_schedule, LrSchedule::OneCycle);
     assert_eq!(t.train_samples, 1);

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use trainer::checkpoint::{self, Checkpoint};
+use trainer::train::checkpoint::{self, Checkpoint};
 
 use common::{data_dir, text};
 

@@ -1,15 +1,15 @@
-//! Named training recipes (`trainer train --recipe seed|best`): every setting a recipe fixes,
-//! and how explicit flags override it.
+//! Named training recipes (`trainer train --recipe seed|best`): the configuration each one
+//! produces, and how explicit flags override it.
 
-use crate::cli::TrainArgs;
-use crate::train::{KlMode, KlReduction, LrSchedule};
+use super::TrainArgs;
+use crate::train::{KlMode, LrSchedule, TrainConfig};
 
 /// A named set of training settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Recipe {
-    /// torch-uncertainty's tutorial (DESIGN §3): 1 epoch, batch 128, Adam 1e-3 constant,
-    /// Monte Carlo KL averaged over the layers with weight 1/50000, 3 samples per step,
-    /// trained on all 60,000 images.
+    /// torch-uncertainty's tutorial: 1 epoch, batch 128, Adam 1e-3 constant, Monte Carlo KL
+    /// averaged over the layers with weight 1/50000, 3 samples per step, trained on all 60,000
+    /// images.
     #[default]
     Seed,
     /// The winner of the README's ablation: --epochs 15 --lr 3e-3 --lr-schedule one-cycle
@@ -17,58 +17,13 @@ pub enum Recipe {
     Best,
 }
 
-/// The settings a recipe fixes, after explicit flags are applied.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Hyper {
-    /// Passes over the training set.
-    pub epochs: usize,
-    /// Images per step.
-    pub batch_size: usize,
-    /// Adam's (peak) learning rate.
-    pub lr: f64,
-    /// Learning-rate schedule.
-    pub lr_schedule: LrSchedule,
-    /// KL weight.
-    pub kl_weight: f64,
-    /// Monte Carlo or closed-form KL.
-    pub kl: KlMode,
-    /// How the layers' KL is combined.
-    pub kl_reduction: KlReduction,
-    /// KL annealing epochs (0 = off).
-    pub kl_anneal_epochs: usize,
-    /// Weight samples per step.
-    pub train_samples: usize,
-    /// Random-crop padding (0 = no augmentation).
-    pub crop_pad: usize,
-    /// Local reparameterisation in the fully connected layers.
-    pub local_reparam: bool,
-    /// Training images held out (the last ones).
-    pub holdout: usize,
-    /// Post-hoc temperature scaling on the held-out images.
-    pub temperature_scaling: bool,
-}
-
 impl Recipe {
-    /// The recipe's settings.
-    pub fn hyper(self) -> Hyper {
-        let seed = Hyper {
-            epochs: 1,
-            batch_size: 128,
-            lr: 1e-3,
-            lr_schedule: LrSchedule::Constant,
-            kl_weight: 1.0 / 50_000.0,
-            kl: KlMode::Mc,
-            kl_reduction: KlReduction::LayerMean,
-            kl_anneal_epochs: 0,
-            train_samples: 3,
-            crop_pad: 4,
-            local_reparam: false,
-            holdout: 0,
-            temperature_scaling: false,
-        };
+    /// The recipe's configuration (seed 0, all cores).
+    pub fn config(self) -> TrainConfig {
+        let seed = TrainConfig::default();
         match self {
             Recipe::Seed => seed,
-            Recipe::Best => Hyper {
+            Recipe::Best => TrainConfig {
                 epochs: 15,
                 lr: 3e-3,
                 lr_schedule: LrSchedule::OneCycle,
@@ -90,23 +45,24 @@ impl Recipe {
     }
 }
 
-/// The settings of a `train` command line: each flag given explicitly, else the recipe's value.
-/// `--kl` defaults to closed when local reparameterisation is on (there are no sampled fully
-/// connected weights to evaluate a Monte Carlo KL at).
-pub fn resolve(args: &TrainArgs) -> Hyper {
-    let r = args.recipe.hyper();
+/// The configuration of a `train` command line: each flag given explicitly, else the recipe's
+/// value. `--kl` defaults to closed when local reparameterisation is on (there are no sampled
+/// fully connected weights to evaluate a Monte Carlo KL at).
+pub fn resolve(args: &TrainArgs) -> TrainConfig {
+    let r = args.recipe.config();
     let local_reparam = args.local_reparam.unwrap_or(r.local_reparam);
     let kl = match (args.kl, args.local_reparam) {
         (Some(k), _) => k,
         (None, Some(true)) => KlMode::Closed,
         (None, _) => KlMode::resolve(Some(r.kl), local_reparam),
     };
-    Hyper {
+    TrainConfig {
+        seed: args.seed,
         epochs: args.epochs.unwrap_or(r.epochs),
         batch_size: args.batch_size.unwrap_or(r.batch_size),
-        lr: args.lr.unwrap_or(r.lr),
+        lr: args.lr.map_or(r.lr, |v| v as f32),
         lr_schedule: args.lr_schedule.unwrap_or(r.lr_schedule),
-        kl_weight: args.kl_weight.unwrap_or(r.kl_weight),
+        kl_weight: args.kl_weight.map_or(r.kl_weight, |v| v as f32),
         kl,
         kl_reduction: args.kl_reduction.unwrap_or(r.kl_reduction),
         kl_anneal_epochs: args.kl_anneal_epochs.unwrap_or(r.kl_anneal_epochs),
@@ -115,6 +71,7 @@ pub fn resolve(args: &TrainArgs) -> Hyper {
         local_reparam,
         holdout: args.holdout.unwrap_or(r.holdout),
         temperature_scaling: args.temperature_scaling.unwrap_or(r.temperature_scaling),
+        threads: args.threads.unwrap_or(0),
     }
 }
 
@@ -124,7 +81,7 @@ mod tests {
     use crate::cli::{Cli, Command};
     use clap::Parser;
 
-    fn hyper(argv: &[&str]) -> Hyper {
+    fn config(argv: &[&str]) -> TrainConfig {
         let mut all = vec!["trainer", "train"];
         all.extend_from_slice(argv);
         match Cli::try_parse_from(all).unwrap().into_command() {
@@ -134,21 +91,21 @@ mod tests {
     }
 
     #[test]
-    fn no_flag_is_the_seed_recipe_of_design_3() {
-        let h = hyper(&[]);
-        assert_eq!(h, Recipe::Seed.hyper());
+    fn no_flag_is_the_seed_recipe() {
+        let h = config(&[]);
+        assert_eq!(h, Recipe::Seed.config());
         assert_eq!(
             (h.epochs, h.batch_size, h.lr, h.train_samples, h.holdout),
             (1, 128, 1e-3, 3, 0)
         );
         assert_eq!((h.kl, h.kl_weight), (KlMode::Mc, 2e-5));
-        assert_eq!(hyper(&["--recipe", "seed"]), h);
+        assert_eq!(config(&["--recipe", "seed"]), h);
     }
 
     #[test]
     fn best_is_what_its_help_says() {
         // The doc comment of Recipe::Best (shown by --help) lists these flags.
-        let spelled = hyper(&[
+        let spelled = config(&[
             "--epochs",
             "15",
             "--lr",
@@ -164,13 +121,13 @@ mod tests {
             "--holdout",
             "5000",
         ]);
-        assert_eq!(hyper(&["--recipe", "best"]), spelled);
-        assert_ne!(spelled, Recipe::Seed.hyper());
+        assert_eq!(config(&["--recipe", "best"]), spelled);
+        assert_ne!(spelled, Recipe::Seed.config());
     }
 
     #[test]
     fn explicit_flags_override_the_recipe() {
-        let h = hyper(&[
+        let h = config(&[
             "--recipe",
             "best",
             "--epochs",
@@ -185,8 +142,8 @@ mod tests {
         assert_eq!(h.lr_schedule, LrSchedule::OneCycle);
         assert_eq!(h.holdout, 5000);
         // --local-reparam implies the closed KL unless --kl says otherwise.
-        assert_eq!(hyper(&["--local-reparam"]).kl, KlMode::Closed);
-        assert_eq!(hyper(&["--local-reparam", "--kl", "mc"]).kl, KlMode::Mc);
-        assert!(hyper(&["--local-reparam", "--quiet"]).local_reparam);
+        assert_eq!(config(&["--local-reparam"]).kl, KlMode::Closed);
+        assert_eq!(config(&["--local-reparam", "--kl", "mc"]).kl, KlMode::Mc);
+        assert!(config(&["--local-reparam", "--quiet"]).local_reparam);
     }
 }

@@ -10,9 +10,10 @@ use std::path::Path;
 use clap::Parser;
 
 use crate::cli::{AblationArgs, Cli, Command};
+use crate::commands::files;
+use crate::commands::train as pipeline;
 use crate::error::{Result, TrainerError};
-use crate::metrics::Metrics;
-use crate::pipeline::{self, files};
+use crate::eval::metrics::Metrics;
 use crate::report;
 
 /// One configuration of the table.

@@ -3,5 +3,7 @@
 pub mod idx;
 pub mod mnist;
 
+pub mod augment;
+
 pub use idx::Dataset;
 pub use mnist::{load_fashion_test, load_mnist, random_crop_padded};

@@ -90,7 +90,7 @@ pub fn forward_weight_sets(sets: &[f32], k: usize, images: &[u8]) -> McOutputs {
 
 /// The logits of every image under each of `samples` weight samples drawn as [`evaluate`]
 /// draws them (same `seed`, same sets), laid out `[image][sample][class]`, in the current
-/// rayon pool. Temperature scaling ([`crate::calibrate`]) needs them; `samples = 0` is taken
+/// rayon pool. Temperature scaling ([`crate::model::temperature`]) needs them; `samples = 0` is taken
 /// as 1.
 ///
 /// # Panics
@@ -162,7 +162,7 @@ pub fn evaluate_with_threads(
     samples: usize,
     seed: u64,
     threads: usize,
-) -> Result<McOutputs, String> {
+) -> Result<McOutputs, crate::nn::parallel::ThreadPoolError> {
     crate::nn::parallel::with_threads(threads, || evaluate(model, images, samples, seed))
 }
 

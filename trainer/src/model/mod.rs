@@ -1,6 +1,9 @@
 //! The variational LeNet's parameters: posterior means μ and `ρ` (σ = softplus(ρ)) of every
 //! weight and bias of conv1, conv2, fc1, fc2 and fc3.
 
+pub mod export;
+pub mod temperature;
+
 use crate::nn::bayes::softplus;
 use crate::nn::lenet::{LayerRange, LAYERS, PARAMS};
 use crate::nn::rng::{purpose, Rng};
@@ -18,7 +21,7 @@ pub const INIT_STD: f32 = 0.1;
 
 /// μ and ρ of the five layers, each as one flat vector in layer order (conv1, conv2, fc1,
 /// fc2, fc3; per layer its weights, `[out][in][k][k]` or `[out][in]`, then its biases).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lenet {
     /// Posterior means, [`PARAMS`] values.
     pub mu: Vec<f32>,
@@ -87,7 +90,7 @@ impl Lenet {
     /// # Panics
     /// If `images.len()` is not a multiple of 784.
     pub fn mean_forward(&self, images: &[u8]) -> Vec<[f32; 10]> {
-        crate::evaluate::forward_weight_sets(&self.mu, 1, images).probs
+        crate::eval::monte_carlo::forward_weight_sets(&self.mu, 1, images).probs
     }
 }
 

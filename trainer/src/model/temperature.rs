@@ -146,7 +146,7 @@ fn inverse_softplus(sigma: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::mc_logits;
+    use crate::eval::monte_carlo::mc_logits;
     use crate::nn::rng::Rng;
 
     #[test]
