@@ -38,10 +38,9 @@
 //!
 //! A drawn parameter is `μ + sqrt(σ²)·ε`, the square root correctly rounded (`libm::sqrtf` by
 //! default; see [`crate::params::Sqrt`] and [`LeNet::predict_with`]). Drawing two samples'
-//! fully-connected weights together shares each weight's loads and square root (on the
-//! Cortex-M4, 34.0 M → 32.0 M instructions per 16-sample image; 28.9 M since, with the same
-//! draws: `core/README.md`); every draw is still an
-//! independent normal, so the distribution of each sample is unchanged.
+//! fully-connected weights together shares each weight's loads and square root (the cost on
+//! the Cortex-M4 is measured in `core/README.md`); every draw is still an independent normal,
+//! so the distribution of each sample is unchanged.
 //!
 //! # Arithmetic order (part of the contract)
 //!

@@ -71,8 +71,8 @@
 //! One prediction works in a caller-owned [`Scratch`] of [`Scratch::BYTES`] = 16,752 bytes
 //! plus about 3.3 KB of stack on `thumbv7em-none-eabihf` (release: `predict`'s own frame is
 //! 2,080 bytes, its deepest callee, fc1 in `LocalReparam`, 1,160 bytes, libm and the
-//! ziggurat's slow paths < 100; the performance work of issue 5 added 48 bytes, measured
-//! with a painted stack under QEMU); ≈ 20.1 KB in all. The parameters are read from the model
+//! ziggurat's slow paths < 100, measured with a painted stack under
+//! QEMU); ≈ 20.1 KB in all. The parameters are read from the model
 //! bytes and never copied.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

@@ -5,7 +5,7 @@
 //! On x86-64, libm 0.2.16 itself uses `sqrtss` for `sqrtf`, so the first test guards the
 //! host build against a change of that (e.g. a libm update); the software routine that
 //! `libm::sqrtf` is on the Cortex-M4 must be compared with `vsqrt.f32` on the device (done
-//! under QEMU for issue 5: 5.4 million inputs, every binade, all specials, no difference).
+//! under QEMU: 5.4 million inputs, every binade, all specials, no difference).
 
 mod common;
 

@@ -1,5 +1,5 @@
 """torch-uncertainty Bayesian LeNet tutorial recipe (mid-2024 tutorial version, as in
-tinyvi DESIGN §2-§3), one seed per process, CPU, 2 threads, in-distribution metrics only.
+tinyvi's docs/design.md, Model and Recipe), one seed per process, CPU, 2 threads, in-distribution metrics only.
 
 usage: venv/bin/python run.py SEED [TAG]
 writes results/seed{SEED}{TAG}.json

@@ -215,13 +215,13 @@ fn bit_identical_with(f: Fixture, mode: &str) {
     for key in ["flash", "static_ram", "stack_peak"] {
         assert!(log.summary_u64(key).is_some_and(|v| v > 0), "{key} missing");
     }
-    // Fits the nRF52840 budget of issue 4: RAM + stack ≤ 32 KB…
+    // Fits the nRF52840 budget: RAM + stack ≤ 32 KB…
     let ram_total = log.summary_u64("ram_total").expect("ram_total");
     assert!(
         ram_total <= 32 * 1024,
         "static RAM + stack peak = {ram_total} bytes"
     );
-    // …and flash < 420,000 bytes with the f32 model and the 64 images (issue 4's 420 KB).
+    // …and flash < 420,000 bytes with the f32 model and the 64 images (the budget's 420 KB).
     let flash = log.summary_u64("flash").expect("flash");
     assert!(flash < 420_000, "flash = {flash} bytes");
 }
@@ -236,7 +236,7 @@ fn firmware_in_qemu_is_bit_identical_to_the_host_weights() {
     bit_identical_in("weights");
 }
 
-/// Issue 7: the device path works for a model of the best recipe (its options only change
+/// The device path works for a model of the best recipe (its options only change
 /// the weights, and temperature scaling is folded into fc3).
 #[test]
 fn firmware_in_qemu_is_bit_identical_for_the_best_recipe() {
@@ -247,7 +247,7 @@ fn firmware_in_qemu_is_bit_identical_for_the_best_recipe() {
 }
 
 /// Builds with a `provoke-*` feature and checks that the fault is logged through defmt and
-/// ends QEMU with a failing exit code (issue 6).
+/// ends QEMU with a failing exit code.
 fn fault_is_reported(feature: &str, expected: &[&str]) {
     let f = fixture(feature);
     let run = build_and_run(&f, "local-reparam", &[feature]);

@@ -48,7 +48,7 @@ fn main() {
         s.last_epoch_accuracy,
         last
     );
-    // Evaluation workload of the trainer issue: 16 samples × 20,000 images.
+    // The evaluation workload of a run: 16 samples × 20,000 images.
     let mut both = xte.clone();
     both.extend_from_slice(&xte);
     let t = Instant::now();

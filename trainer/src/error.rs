@@ -30,7 +30,7 @@ pub enum TrainerError {
     #[error("{path}: {problem}")]
     Data { path: DisplayPath, problem: String },
 
-    /// A data file's SHA-256 differs from the published one (DESIGN §8).
+    /// A data file's SHA-256 differs from the published one (docs/design.md, Data).
     #[error("{path}: SHA-256 {found} does not match the expected {expected} (corrupt or a different file; delete it to fetch it again)")]
     Checksum {
         path: DisplayPath,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent check of metrics.json against predictions.csv (DESIGN §4), to 1e-3.
+"""Independent check of metrics.json against predictions.csv (docs/design.md, Metrics), to 1e-3.
 
 Usage: python3 trainer/tests/check_metrics.py artifacts/predictions.csv artifacts/metrics.json
 Needs numpy and scikit-learn (pip install numpy scikit-learn). AUROC and average precision come

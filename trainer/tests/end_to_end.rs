@@ -104,7 +104,7 @@ fn train_writes_every_file_and_the_metrics_check_out() {
     assert!(header.starts_with("dataset,index,label,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9"));
     assert_eq!(lines.count(), 20_000);
 
-    // An independent implementation of DESIGN §4 (numpy + scikit-learn) agrees to 1e-3.
+    // An independent implementation of docs/design.md (Metrics) (numpy + scikit-learn) agrees to 1e-3.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_metrics.py");
     let check = Command::new(python_with_sklearn())
         .arg(script)

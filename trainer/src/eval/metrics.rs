@@ -1,4 +1,4 @@
-//! The metrics of DESIGN §4, computed in f64 from the Monte Carlo mean `p̄` of every test image,
+//! The metrics of docs/design.md (Metrics), computed in f64 from the Monte Carlo mean `p̄` of every test image,
 //! following torch-uncertainty / torchmetrics (whose sources were read to match them):
 //!
 //! - `acc`: share of images whose first-maximal class of `p̄` is the label.
@@ -104,7 +104,7 @@ impl Predictions<'_> {
     }
 }
 
-/// Every metric of DESIGN §4, plus the run's facts (filled by the caller). Serialised as one
+/// Every metric of docs/design.md (Metrics), plus the run's facts (filled by the caller). Serialised as one
 /// flat JSON object; OOD metrics are `null` without Fashion-MNIST.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {

@@ -171,7 +171,7 @@ mod tests {
     use super::*;
     use crate::nn::lenet::LAYERS;
 
-    /// A plain f64 LeNet forward, loop by loop, as DESIGN §2 states it.
+    /// A plain f64 LeNet forward, loop by loop, as docs/design.md (Model) states it.
     fn reference_probs(w: &[f32], img: &[u8]) -> [f64; 10] {
         let x: Vec<f64> = img
             .iter()

@@ -36,7 +36,7 @@ pub struct Prior {
     pub pi: f32,
 }
 
-/// torch-uncertainty's defaults (DESIGN §2): σ₁ = 0.1, σ₂ = 0.4, π = 1.
+/// torch-uncertainty's defaults (docs/design.md, Model): σ₁ = 0.1, σ₂ = 0.4, π = 1.
 pub const PRIOR: Prior = Prior {
     sigma1: 0.1,
     sigma2: 0.4,

@@ -61,6 +61,8 @@ impl Settings {
             Ok(serde_json::Value::Object(m)) => m,
             _ => unreachable!("a TrainConfig serialises to a JSON object"),
         };
+        // serde_json's map iterates in key order: the first difference is the first in
+        // alphabetical order.
         let (saved, current) = (fields(&self.config), fields(&now.config));
         let spans_epochs = self.config.lr_schedule != LrSchedule::Constant;
         for (key, was) in &saved {
@@ -284,13 +286,30 @@ mod tests {
             let e = Checkpoint::from_bytes(&b[..len]).unwrap_err();
             assert_eq!(e, CheckpointError::Truncated, "{len}: {e}");
         }
-        for at in [20, 100, b.len() / 2, b.len() - 1] {
+        // In the arrays and the CRC a flip is a CRC mismatch; in the settings it may also make
+        // a value that does not decode.
+        for at in [b.len() / 3, b.len() / 2, b.len() - 1] {
             let mut d = b.clone();
             d[at] ^= 0x10;
             assert_eq!(
                 Checkpoint::from_bytes(&d).unwrap_err(),
                 CheckpointError::Crc,
                 "bit flip at {at}"
+            );
+        }
+        for at in 12..120 {
+            let mut d = b.clone();
+            d[at] ^= 0x10;
+            let e = Checkpoint::from_bytes(&d).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    CheckpointError::Crc
+                        | CheckpointError::Malformed(_)
+                        | CheckpointError::Truncated
+                        | CheckpointError::TrailingBytes
+                ),
+                "bit flip at {at}: {e}"
             );
         }
         let mut d = b.clone();
@@ -349,7 +368,6 @@ mod tests {
             (
                 TrainConfig {
                     local_reparam: true,
-                    kl: KlMode::Closed,
                     ..cfg.clone()
                 },
                 "--local-reparam false (this run has true)",

@@ -145,6 +145,8 @@ pub struct TrainConfig {
     pub lr_schedule: LrSchedule,
     /// Weight of the KL term.
     pub kl_weight: f32,
+    /// Local reparameterisation of fc1, fc2, fc3 (needs [`KlMode::Closed`]).
+    pub local_reparam: bool,
     /// How the KL is computed.
     pub kl: KlMode,
     /// How the layers' KL sums are combined.
@@ -157,8 +159,6 @@ pub struct TrainConfig {
     /// Random-crop augmentation: 28×28 crops of the image zero-padded by this many pixels
     /// (0 = no augmentation).
     pub crop_pad: usize,
-    /// Local reparameterisation of fc1, fc2, fc3 (needs [`KlMode::Closed`]).
-    pub local_reparam: bool,
     /// Training images held out at the end of the set: never trained on, they choose the OOD
     /// threshold and the temperature.
     pub holdout: usize,
@@ -214,12 +214,12 @@ impl Default for TrainConfig {
             lr: 1e-3,
             lr_schedule: LrSchedule::Constant,
             kl_weight: 1.0 / 50_000.0,
+            local_reparam: false,
             kl: KlMode::Mc,
             kl_reduction: KlReduction::LayerMean,
             kl_anneal_epochs: 0,
             train_samples: 3,
             crop_pad: CROP_PAD,
-            local_reparam: false,
             holdout: 0,
             temperature_scaling: false,
             threads: 0,
