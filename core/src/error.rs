@@ -104,8 +104,6 @@ pub enum Error {
     },
     /// A model to encode is too large for the format (an array longer than 2³² − 1 bytes).
     TooLarge,
-    /// A sample-set file ([`crate::samples`]) is invalid.
-    SampleSet(crate::samples::SampleSetError),
     /// The number of Monte Carlo samples must be at least 1.
     ZeroSamples,
     /// The image does not have the model's input size.
@@ -167,7 +165,6 @@ impl fmt::Display for Error {
                 write!(f, "output buffer too small: {needed} bytes needed")
             }
             Error::TooLarge => f.write_str("model is too large to encode"),
-            Error::SampleSet(e) => write!(f, "sample set: {e}"),
             Error::ZeroSamples => f.write_str("the number of Monte Carlo samples must be at least 1"),
             Error::ImageSize { expected, found } => {
                 write!(f, "image has {found} bytes, the model expects {expected}")

@@ -96,6 +96,7 @@ pub mod gauss;
 pub mod infer;
 pub mod params;
 pub mod pool;
+pub mod report;
 pub mod rng;
 pub mod samples;
 

@@ -33,6 +33,11 @@ impl SplitMix64 {
         self.state = self.state.wrapping_add(GOLDEN_GAMMA);
         mix64(self.state)
     }
+
+    /// The state: `SplitMix64::new(g.state())` continues as `g` does.
+    pub const fn state(self) -> u64 {
+        self.state
+    }
 }
 
 /// The seed of image `index` of a run seeded with `seed`.

@@ -34,7 +34,8 @@
 use core::fmt;
 
 use crate::arch::{CLASSES, IMAGE_LEN};
-use crate::error::{Error, Result};
+/// Result with [`SampleSetError`].
+pub type Result<T, E = SampleSetError> = core::result::Result<T, E>;
 use crate::format::crc32;
 
 /// The four bytes every sample-set file starts with.
@@ -111,6 +112,13 @@ pub enum SampleSetError {
         /// Record number, from 0.
         record: u32,
     },
+    /// The output buffer is too small for the encoded set.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: u32,
+    },
+    /// More records than the format counts (2³² − 1).
+    TooLarge,
 }
 
 impl fmt::Display for SampleSetError {
@@ -143,13 +151,11 @@ impl fmt::Display for SampleSetError {
             SampleSetError::PixelsTruncated { record } => {
                 write!(f, "record {record} ends before its {IMAGE_LEN} pixels do")
             }
+            SampleSetError::BufferTooSmall { needed } => {
+                write!(f, "output buffer too small: {needed} bytes needed")
+            }
+            SampleSetError::TooLarge => f.write_str("too many records for the format"),
         }
-    }
-}
-
-impl From<SampleSetError> for Error {
-    fn from(e: SampleSetError) -> Self {
-        Error::SampleSet(e)
     }
 }
 
@@ -303,11 +309,11 @@ enum Bad {
 fn split_record(bytes: &[u8], raw: bool, record: u32) -> Result<(Record<'_>, &[u8])> {
     let (Some(&code), Some(index), Some(&label)) = (bytes.first(), le_u32(bytes, 1), bytes.get(5))
     else {
-        return Err(SampleSetError::Truncated.into());
+        return Err(SampleSetError::Truncated);
     };
     let dataset = Dataset::from_code(code).ok_or(SampleSetError::BadDataset { record })?;
     if label as usize >= CLASSES {
-        return Err(SampleSetError::BadLabel { record }.into());
+        return Err(SampleSetError::BadLabel { record });
     }
     let rest = bytes.get(FIELDS_LEN..).unwrap_or_default();
     let used = expand(rest, raw, None).map_err(|e| match e {
@@ -339,33 +345,33 @@ impl<'a> SampleSet<'a> {
     /// CRC-32, then every record's dataset, label and runs, and that nothing follows them.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
         if bytes.get(..MAGIC.len()).is_some_and(|m| m != MAGIC) {
-            return Err(SampleSetError::BadMagic.into());
+            return Err(SampleSetError::BadMagic);
         }
         let (Some(version), Some(reserved), Some(count)) =
             (le_u16(bytes, 4), le_u16(bytes, 6), le_u32(bytes, 8))
         else {
-            return Err(SampleSetError::Truncated.into());
+            return Err(SampleSetError::Truncated);
         };
         let raw = match version {
             VERSION => false,
             VERSION_RAW => true,
-            found => return Err(SampleSetError::UnsupportedVersion { found }.into()),
+            found => return Err(SampleSetError::UnsupportedVersion { found }),
         };
         if reserved != 0 {
-            return Err(SampleSetError::Reserved.into());
+            return Err(SampleSetError::Reserved);
         }
         let Some(body_len) = bytes
             .len()
             .checked_sub(CHECKSUM_LEN)
             .filter(|&n| n >= HEADER_LEN)
         else {
-            return Err(SampleSetError::Truncated.into());
+            return Err(SampleSetError::Truncated);
         };
         let (body, trailer) = bytes.split_at(body_len);
         let stored = le_u32(trailer, 0).ok_or(SampleSetError::Truncated)?;
         let computed = crc32(body);
         if stored != computed {
-            return Err(SampleSetError::ChecksumMismatch { stored, computed }.into());
+            return Err(SampleSetError::ChecksumMismatch { stored, computed });
         }
         let records = body.get(HEADER_LEN..).unwrap_or_default();
         let mut rest = records;
@@ -373,7 +379,7 @@ impl<'a> SampleSet<'a> {
             rest = split_record(rest, raw, record)?.1;
         }
         if !rest.is_empty() {
-            return Err(SampleSetError::TrailingBytes.into());
+            return Err(SampleSetError::TrailingBytes);
         }
         Ok(SampleSet {
             records,
@@ -509,21 +515,21 @@ pub const fn max_encoded_len(count: usize) -> usize {
 /// written, [`encoded_len`]`(samples)`.
 ///
 /// Refuses images that are not 784 bytes and labels ≥ 10, and an `out` that is too small
-/// ([`Error::BufferTooSmall`] with the exact size).
+/// ([`SampleSetError::BufferTooSmall`] with the exact size).
 pub fn encode(samples: &[Sample<'_>], out: &mut [u8]) -> Result<usize> {
-    let count = u32::try_from(samples.len()).map_err(|_| Error::TooLarge)?;
+    let count = u32::try_from(samples.len()).map_err(|_| SampleSetError::TooLarge)?;
     for (record, s) in samples.iter().enumerate() {
         let record = record as u32;
         if s.label as usize >= CLASSES {
-            return Err(SampleSetError::BadLabel { record }.into());
+            return Err(SampleSetError::BadLabel { record });
         }
         if s.pixels.len() != IMAGE_LEN {
-            return Err(SampleSetError::ImageSize { record }.into());
+            return Err(SampleSetError::ImageSize { record });
         }
     }
     let needed = encoded_len(samples);
     let Some(out) = out.get_mut(..needed) else {
-        return Err(Error::BufferTooSmall {
+        return Err(SampleSetError::BufferTooSmall {
             needed: u32::try_from(needed).unwrap_or(u32::MAX),
         });
     };
@@ -750,9 +756,7 @@ mod tests {
         let short = with_crc(v1[..v1.len() - 5].to_vec());
         assert_eq!(
             SampleSet::from_bytes(&short),
-            Err(Error::SampleSet(SampleSetError::PixelsTruncated {
-                record: 1
-            }))
+            Err(SampleSetError::PixelsTruncated { record: 1 })
         );
     }
 
@@ -800,11 +804,11 @@ mod tests {
     fn errors_are_typed() {
         let bytes = two();
         let err = |b: &[u8]| SampleSet::from_bytes(b).unwrap_err();
-        assert_eq!(err(&[]), Error::SampleSet(SampleSetError::Truncated));
-        assert_eq!(err(b"TNVI\x01"), Error::SampleSet(SampleSetError::BadMagic));
+        assert_eq!(err(&[]), SampleSetError::Truncated);
+        assert_eq!(err(b"TNVI\x01"), SampleSetError::BadMagic);
         let mut b = bytes.clone();
         b[0] = b'X';
-        assert_eq!(err(&b), Error::SampleSet(SampleSetError::BadMagic));
+        assert_eq!(err(&b), SampleSetError::BadMagic);
         let body = |f: &dyn Fn(&mut Vec<u8>)| {
             let mut b = bytes[..bytes.len() - 4].to_vec();
             f(&mut b);
@@ -812,52 +816,40 @@ mod tests {
         };
         assert_eq!(
             err(&body(&|b| b[4] = 3)),
-            Error::SampleSet(SampleSetError::UnsupportedVersion { found: 3 })
+            SampleSetError::UnsupportedVersion { found: 3 }
         );
-        assert_eq!(
-            err(&body(&|b| b[7] = 1)),
-            Error::SampleSet(SampleSetError::Reserved)
-        );
-        assert_eq!(
-            err(&body(&|b| b[8] = 3)),
-            Error::SampleSet(SampleSetError::Truncated)
-        );
-        assert_eq!(
-            err(&body(&|b| b[8] = 1)),
-            Error::SampleSet(SampleSetError::TrailingBytes)
-        );
+        assert_eq!(err(&body(&|b| b[7] = 1)), SampleSetError::Reserved);
+        assert_eq!(err(&body(&|b| b[8] = 3)), SampleSetError::Truncated);
+        assert_eq!(err(&body(&|b| b[8] = 1)), SampleSetError::TrailingBytes);
         let second = 12 + set_record_len(&bytes, 0);
         assert_eq!(
             err(&body(&|b| b[second] = 2)),
-            Error::SampleSet(SampleSetError::BadDataset { record: 1 })
+            SampleSetError::BadDataset { record: 1 }
         );
         assert_eq!(
             err(&body(&|b| b[17] = 10)),
-            Error::SampleSet(SampleSetError::BadLabel { record: 0 })
+            SampleSetError::BadLabel { record: 0 }
         );
         // The first record's first run is 128 zeros: one more control byte of 128 zeros
         // in front overruns 784 pixels; dropping its last run ends it early.
         assert_eq!(bytes[18], 0xFF);
         assert_eq!(
             err(&body(&|b| b.insert(18, 0xFF))),
-            Error::SampleSet(SampleSetError::PixelsOverrun { record: 0 })
+            SampleSetError::PixelsOverrun { record: 0 }
         );
         // A literal run longer than what is left of the file.
         let last = bytes.len() - 4 - 1;
         assert_eq!(
             err(&body(&|b| b.truncate(last))),
-            Error::SampleSet(SampleSetError::PixelsTruncated { record: 1 })
+            SampleSetError::PixelsTruncated { record: 1 }
         );
         let mut b = bytes.clone();
         b[100] ^= 1;
-        assert!(matches!(
-            err(&b),
-            Error::SampleSet(SampleSetError::ChecksumMismatch { .. })
-        ));
+        assert!(matches!(err(&b), SampleSetError::ChecksumMismatch { .. }));
         // A count that would overflow a 32-bit length is refused, not wrapped.
         assert_eq!(
             err(&body(&|b| b[8..12].copy_from_slice(&u32::MAX.to_le_bytes()))),
-            Error::SampleSet(SampleSetError::Truncated)
+            SampleSetError::Truncated
         );
     }
 
@@ -908,19 +900,19 @@ mod tests {
         let mut out = vec![0u8; max_encoded_len(1)];
         assert_eq!(
             encode(&[s], &mut out),
-            Err(Error::SampleSet(SampleSetError::BadLabel { record: 0 }))
+            Err(SampleSetError::BadLabel { record: 0 })
         );
         s.label = 1;
         s.pixels = &a[..783];
         assert_eq!(
             encode(&[s], &mut out),
-            Err(Error::SampleSet(SampleSetError::ImageSize { record: 0 }))
+            Err(SampleSetError::ImageSize { record: 0 })
         );
         s.pixels = &a;
         let needed = encoded_len(&[s]);
         assert_eq!(
             encode(&[s], &mut out[..needed - 1]),
-            Err(Error::BufferTooSmall {
+            Err(SampleSetError::BufferTooSmall {
                 needed: needed as u32
             })
         );
@@ -929,9 +921,9 @@ mod tests {
 
     #[test]
     fn messages_name_the_problem() {
-        let e = Error::SampleSet(SampleSetError::BadLabel { record: 4 });
+        let e = SampleSetError::BadLabel { record: 4 };
         assert_eq!(std::format!("{e}"), "sample set: record 4 has a label ≥ 10");
-        let e = Error::SampleSet(SampleSetError::PixelsOverrun { record: 2 });
+        let e = SampleSetError::PixelsOverrun { record: 2 };
         assert_eq!(
             std::format!("{e}"),
             "sample set: record 2 has runs past pixel 784"

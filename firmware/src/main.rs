@@ -10,13 +10,13 @@
 
 mod hwsqrt;
 mod memory;
-mod ood;
 mod platform;
 
 use cortex_m_rt::entry;
 use tinyvi::arch::{CLASSES, IMAGE_LEN};
 use tinyvi::infer::{Config, LeNet, Mode, Scratch};
 use tinyvi::rng::image_seed;
+use tinyvi::report;
 use tinyvi::samples::{Dataset, SampleSet};
 use tinyvi::Model;
 
@@ -41,12 +41,9 @@ static MODEL: &Aligned<[u8]> =
 static SAMPLES: &Aligned<[u8]> =
     &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/samples.bin")));
 
-/// The stored CRC-32 at the end of a file: identifies it in the log.
+/// The stored CRC-32 at the end of a file: identifies it in the log (0 for no CRC).
 fn trailer_crc(bytes: &[u8]) -> u32 {
-    match bytes.len().checked_sub(4).and_then(|at| bytes.get(at..)) {
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
-        _ => 0,
-    }
+    report::trailer_crc(bytes).unwrap_or(0)
 }
 
 /// The scores of the out-of-distribution (`out`) or in-distribution images.
@@ -243,8 +240,8 @@ fn main() -> ! {
     );
     let n_in = dataset.iter().filter(|d| !d.is_ood()).count() as u32;
     let n_out = dataset.iter().filter(|d| d.is_ood()).count() as u32;
-    let auroc_mi = ood::auroc(scores(&mi, &dataset, false), scores(&mi, &dataset, true));
-    let auroc_maxp = ood::auroc(
+    let auroc_mi = report::auroc(scores(&mi, &dataset, false), scores(&mi, &dataset, true));
+    let auroc_maxp = report::auroc(
         scores(&neg_max_p, &dataset, false),
         scores(&neg_max_p, &dataset, true),
     );

@@ -12,22 +12,18 @@ pub mod firmware;
 /// `trainer compare`'s log parser and host replay.
 pub use trainer::device as compare;
 
-/// splitmix64: a small deterministic generator for fixtures.
-pub struct Rng(u64);
+/// The core's splitmix64: a small deterministic generator for fixtures.
+pub struct Rng(tinyvi::rng::SplitMix64);
 
 impl Rng {
     /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(tinyvi::rng::SplitMix64::new(seed))
     }
 
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).

@@ -58,14 +58,7 @@ fn train_writes_every_file_and_the_metrics_check_out() {
     assert!(stdout.contains("trained 50 steps in"), "{}", text(&run));
     assert!(stdout.contains("evaluated 20000 test images × 4 Monte Carlo samples"));
     assert!(stdout.contains("Test metric"), "metrics table missing");
-    for f in [
-        "model.postcard",
-        "samples.bin",
-        "metrics.json",
-        "predictions.csv",
-        "reliability.png",
-        "uncertainty.png",
-    ] {
+    for f in common::OUTPUTS {
         let len = std::fs::metadata(out.path().join(f)).map(|m| m.len());
         assert!(matches!(len, Ok(n) if n > 0), "{f}: {len:?}");
     }

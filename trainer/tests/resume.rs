@@ -75,15 +75,9 @@ fn metrics_sans_timings(dir: &Path) -> serde_json::Map<String, serde_json::Value
 /// Every file in `dir` is a complete output that decodes, or a leftover temporary file of an
 /// interrupted write (`.NAME.XXXXXX.tmp`, never read); returns the outputs present.
 fn assert_nothing_corrupt(dir: &Path) -> Vec<String> {
-    let outputs = [
-        "checkpoint.bin",
-        "model.postcard",
-        "samples.bin",
-        "metrics.json",
-        "predictions.csv",
-        "reliability.png",
-        "uncertainty.png",
-    ];
+    let outputs: Vec<&str> = std::iter::once("checkpoint.bin")
+        .chain(common::OUTPUTS)
+        .collect();
     let mut present = vec![];
     for e in std::fs::read_dir(dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();

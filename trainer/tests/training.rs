@@ -6,8 +6,8 @@ mod common;
 use trainer::data::mnist::load_mnist;
 use trainer::model::Lenet;
 use trainer::train::{
-    train, train_resumable, Checkpoints, KlMode, LrSchedule, StepInfo, TrainConfig, TrainError,
-    TrainState,
+    train, train_resumable, Checkpoints, KlMode, KlReduction, LrSchedule, StepInfo, TrainConfig,
+    TrainError, TrainState,
 };
 
 use common::data_dir;
@@ -42,6 +42,18 @@ fn small_run_with(
     let mut steps = vec![];
     train(&mut model, &x, &y, &cfg, &mut |s| steps.push(s)).unwrap();
     (model, steps)
+}
+
+/// 3 epochs of 16 steps on 1,024 images: the cross-entropy falls by a quarter from its start
+/// (above ln 10 ≈ 2.3) and the last 8 steps classify over 30% of their batches right.
+fn assert_learns(steps: &[StepInfo]) {
+    assert_eq!(steps.len(), 48);
+    let first = steps[0].ce;
+    let last: f32 = steps[40..].iter().map(|s| s.ce).sum::<f32>() / 8.0;
+    let acc: f32 = steps[40..].iter().map(|s| s.batch_accuracy).sum::<f32>() / 8.0;
+    assert!(first > 2.0, "first CE {first}");
+    assert!(last < 0.75 * first, "CE {first} → {last}");
+    assert!(acc > 0.3, "accuracy {acc}");
 }
 
 #[test]
@@ -96,13 +108,7 @@ fn local_reparam_training_lowers_the_loss() {
         ..TrainConfig::default()
     };
     let (_, steps) = small_run_with(0, 1024, 3, &cfg);
-    assert_eq!(steps.len(), 48);
-    let first = steps[0].ce;
-    let last: f32 = steps[40..].iter().map(|s| s.ce).sum::<f32>() / 8.0;
-    let acc: f32 = steps[40..].iter().map(|s| s.batch_accuracy).sum::<f32>() / 8.0;
-    assert!(first > 2.0, "first CE {first}");
-    assert!(last < 0.75 * first, "CE {first} → {last}");
-    assert!(acc > 0.3, "accuracy {acc}");
+    assert_learns(&steps);
     assert!(steps
         .iter()
         .all(|s| (s.loss - s.ce - s.kl / 60000.0).abs() < 1e-4 * (1.0 + s.loss.abs())));
@@ -111,13 +117,7 @@ fn local_reparam_training_lowers_the_loss() {
 #[test]
 fn small_training_run_lowers_the_loss() {
     let (_, steps) = small_run(0, 1024, 3);
-    assert_eq!(steps.len(), 48);
-    let first = steps[0].ce;
-    let last: f32 = steps[40..].iter().map(|s| s.ce).sum::<f32>() / 8.0;
-    let acc: f32 = steps[40..].iter().map(|s| s.batch_accuracy).sum::<f32>() / 8.0;
-    assert!(first > 2.0, "first CE {first}");
-    assert!(last < 0.75 * first, "CE {first} → {last}");
-    assert!(acc > 0.3, "accuracy {acc}");
+    assert_learns(&steps);
     assert!(steps
         .iter()
         .all(|s| s.kl > 0.0 && (s.loss - s.ce - s.kl / 50_000.0).abs() < 1e-4));

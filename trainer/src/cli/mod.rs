@@ -229,7 +229,8 @@ mod tests {
                 .unwrap();
         assert!(matches!(cli.into_command(), Command::Compare(_)));
         // Train flags do not mix with another subcommand.
-        assert!(Cli::try_parse_from(["trainer", "--epochs", "2", "eval"]).is_err());
+        let e = Cli::try_parse_from(["trainer", "--epochs", "2", "eval"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{e}");
     }
 
     #[test]

@@ -6,50 +6,39 @@ use clap::ValueEnum;
 
 use crate::train::{KlMode, KlReduction, LrSchedule};
 
-impl ValueEnum for KlMode {
-    fn value_variants<'a>() -> &'a [Self] {
-        &KlMode::ALL
-    }
-
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        let help = match self {
-            KlMode::Mc => "Monte Carlo: `log q(w) − log p(w)` at the sampled weights (torch-uncertainty's)",
-            KlMode::Closed => "Closed form for the Gaussian prior N(0, σ₁²): per parameter `ln(σ₁/σ) + (σ² + μ²)/(2σ₁²) − 1/2` (refused for a mixture prior). torch-uncertainty's log q carries an extra `+1/2`, so the Monte Carlo value averages 1/2 per parameter below this one; the gradients have the same expectation",
-        };
-        Some(PossibleValue::new(self.name()).help(help))
-    }
-}
-
-impl ValueEnum for KlReduction {
-    fn value_variants<'a>() -> &'a [Self] {
-        &KlReduction::ALL
-    }
-
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        let help = match self {
-            KlReduction::LayerMean => "The mean over the 5 layers (torch-uncertainty's)",
-            KlReduction::Sum => {
-                "The sum over all parameters (with a KL weight of 1/N: the per-example ELBO)"
+/// `ValueEnum` for an option enum with `ALL` and `name()`, each value with its help line.
+macro_rules! value_enum {
+    ($t:ty { $($variant:path => $help:expr,)+ }) => {
+        impl ValueEnum for $t {
+            fn value_variants<'a>() -> &'a [Self] {
+                &<$t>::ALL
             }
-        };
-        Some(PossibleValue::new(self.name()).help(help))
-    }
+
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                let help = match self {
+                    $($variant => $help,)+
+                };
+                Some(PossibleValue::new(self.name()).help(help))
+            }
+        }
+    };
 }
 
-impl ValueEnum for LrSchedule {
-    fn value_variants<'a>() -> &'a [Self] {
-        &LrSchedule::ALL
-    }
+value_enum!(KlMode {
+    KlMode::Mc => "Monte Carlo: `log q(w) − log p(w)` at the sampled weights (torch-uncertainty's)",
+    KlMode::Closed => "Closed form for the Gaussian prior N(0, σ₁²): per parameter `ln(σ₁/σ) + (σ² + μ²)/(2σ₁²) − 1/2` (refused for a mixture prior). torch-uncertainty's log q carries an extra `+1/2`, so the Monte Carlo value averages 1/2 per parameter below this one; the gradients have the same expectation",
+});
 
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        let help = match self {
-            LrSchedule::Constant => "`lr` at every step",
-            LrSchedule::Cosine => "`lr·½(1 + cos(π·t/T))`",
-            LrSchedule::OneCycle => "Warm-up `lr/25 + (lr − lr/25)·t/W` for `t < W = 0.3·T`, then `lr/1e4 + (lr − lr/1e4)·½(1 + cos(π·(t − W)/(T − W)))`",
-        };
-        Some(PossibleValue::new(self.name()).help(help))
-    }
-}
+value_enum!(KlReduction {
+    KlReduction::LayerMean => "The mean over the 5 layers (torch-uncertainty's)",
+    KlReduction::Sum => "The sum over all parameters (with a KL weight of 1/N: the per-example ELBO)",
+});
+
+value_enum!(LrSchedule {
+    LrSchedule::Constant => "`lr` at every step",
+    LrSchedule::Cosine => "`lr·½(1 + cos(π·t/T))`",
+    LrSchedule::OneCycle => "Warm-up `lr/25 + (lr − lr/25)·t/W` for `t < W = 0.3·T`, then `lr/1e4 + (lr − lr/1e4)·½(1 + cos(π·(t − W)/(T − W)))`",
+});
 
 #[cfg(test)]
 mod tests {

@@ -424,7 +424,15 @@ mod tests {
         assert_eq!(d.label_counts()[1], 2);
         d.truncate(1);
         assert_eq!((d.len(), d.images.len()), (1, IMAGE_LEN));
-        assert!(Dataset::new(vec![0; IMAGE_LEN], vec![10]).is_err());
-        assert!(Dataset::new(vec![0; 10], vec![1]).is_err());
+        assert_eq!(
+            Dataset::new(vec![0; IMAGE_LEN], vec![10])
+                .unwrap_err()
+                .to_string(),
+            "dataset: label 10 at index 0 is out of range 0..=9"
+        );
+        assert_eq!(
+            Dataset::new(vec![0; 10], vec![1]).unwrap_err().to_string(),
+            format!("dataset: 10 pixel bytes do not make 1 images of {IMAGE_LEN}")
+        );
     }
 }

@@ -9,6 +9,7 @@ use tinyvi::samples::Dataset;
 
 use super::log::DeviceLog;
 use super::replay::pct;
+use crate::eval::metrics::top1;
 
 /// The trainer's own Monte Carlo evaluation of one image (from its evaluation of the test
 /// sets), for [`agreement`].
@@ -44,16 +45,6 @@ pub struct Agreement {
     pub mean_max_abs_d_prob: f64,
 }
 
-fn argmax(p: &[f32; CLASSES]) -> u8 {
-    let mut best = 0;
-    for c in 1..CLASSES {
-        if p[c] > p[best] {
-            best = c;
-        }
-    }
-    best as u8
-}
-
 /// Compares the device's results with the trainer's evaluation of the same images, matched by
 /// (dataset, index).
 pub fn agreement(log: &DeviceLog, trainer: &[TrainerImage]) -> Agreement {
@@ -72,7 +63,7 @@ pub fn agreement(log: &DeviceLog, trainer: &[TrainerImage]) -> Agreement {
             continue;
         };
         a.matched += 1;
-        a.class_agree += usize::from(argmax(&t.probs) == r.class);
+        a.class_agree += usize::from(top1(&t.probs).0 == usize::from(r.class));
         a.mean_abs_d_entropy += (f32::from_bits(r.entropy) as f64 - t.entropy as f64).abs();
         a.mean_abs_d_mi += (f32::from_bits(r.mi) as f64 - t.mutual_information as f64).abs();
         a.mean_max_abs_d_prob += r

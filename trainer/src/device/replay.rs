@@ -4,6 +4,7 @@
 use std::fmt;
 
 use tinyvi::infer::{Config, LeNet, Prediction, Scratch};
+use tinyvi::report::{auroc, trailer_crc};
 use tinyvi::rng::image_seed;
 use tinyvi::samples::SampleSet;
 use tinyvi::Model;
@@ -67,32 +68,6 @@ impl Report {
             && self.auroc_mi.0.map(f32::to_bits) == self.auroc_mi.1.map(f32::to_bits)
             && self.auroc_neg_max_p.0.map(f32::to_bits) == self.auroc_neg_max_p.1.map(f32::to_bits)
     }
-}
-
-/// The stored CRC-32 at the end of a file.
-fn trailer_crc(bytes: &[u8]) -> Option<u32> {
-    let at = bytes.len().checked_sub(4)?;
-    Some(u32::from_le_bytes(bytes.get(at..)?.try_into().ok()?))
-}
-
-/// AUROC of `out` vs `in_` scores (higher = more out of distribution), exactly as the
-/// firmware computes it: (2·wins + ties) / (2·pairs) in f32.
-pub fn auroc(in_: &[f32], out: &[f32]) -> Option<f32> {
-    let mut twice: u64 = 0;
-    let mut pairs: u64 = 0;
-    for &o in out {
-        for &i in in_ {
-            twice += if o > i {
-                2
-            } else if o == i {
-                1
-            } else {
-                0
-            };
-            pairs += 1;
-        }
-    }
-    (pairs > 0).then(|| twice as f32 / (2 * pairs) as f32)
 }
 
 /// Replays every logged image on the host with the same model, image, seed and mode, and
@@ -238,8 +213,8 @@ pub fn replay(log: &DeviceLog, model_bytes: &[u8], samples: &SampleSet<'_>) -> R
             });
         }
     }
-    report.auroc_mi.1 = auroc(&mi_in, &mi_out);
-    report.auroc_neg_max_p.1 = auroc(&nmp_in, &nmp_out);
+    report.auroc_mi.1 = auroc(mi_in.iter().copied(), mi_out.iter().copied());
+    report.auroc_neg_max_p.1 = auroc(nmp_in.iter().copied(), nmp_out.iter().copied());
     report
 }
 
@@ -346,19 +321,5 @@ impl fmt::Display for Report {
             "  verdict: {}",
             if self.passed() { "PASS" } else { "FAIL" }
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auroc_counts_ties_as_half() {
-        assert_eq!(auroc(&[0.1, 0.2], &[0.3, 0.4]), Some(1.0));
-        assert_eq!(auroc(&[0.3, 0.4], &[0.1, 0.2]), Some(0.0));
-        assert_eq!(auroc(&[0.5], &[0.5]), Some(0.5));
-        assert_eq!(auroc(&[0.1, 0.5], &[0.5]), Some(0.75));
-        assert_eq!(auroc(&[], &[0.5]), None);
     }
 }

@@ -658,28 +658,12 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
-        for k in [
-            "acc",
-            "nll",
-            "brier",
-            "ece",
-            "aece",
-            "entropy",
-            "mi",
-            "ood_auroc",
-            "ood_aupr",
-            "ood_fpr95",
-            "ood_auroc_entropy",
-            "ood_auroc_mi",
-            "epochs",
-            "seed",
-            "eval_samples",
-            "train_seconds",
-            "eval_seconds",
-        ] {
-            assert!(keys.contains(&k), "missing {k}");
-        }
-        assert_eq!(keys.len(), 19);
+        // metrics.json's keys, in this order (docs/design.md, Files).
+        let want =
+            "acc nll brier ece aece entropy mi ood_auroc ood_aupr ood_fpr95 ood_auroc_entropy \
+                    ood_auroc_mi epochs seed eval_samples train_seconds eval_seconds train_images \
+                    temperature";
+        assert_eq!(keys, want.split_whitespace().collect::<Vec<_>>());
         assert!(json["ood_auroc"].is_null());
     }
 
@@ -733,7 +717,10 @@ mod tests {
             },
             None,
         );
-        assert!(r.is_err());
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "in-distribution predictions: 2 labels but 1 probability vectors and 1 expected entropies"
+        );
         let r = compute(
             &Predictions {
                 probs: &[],
@@ -742,6 +729,9 @@ mod tests {
             },
             None,
         );
-        assert!(r.is_err());
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "in-distribution predictions: no predictions"
+        );
     }
 }

@@ -92,6 +92,13 @@ mod tests {
         );
         let mut bad = model.clone();
         bad.mu[0] = f32::NAN;
-        assert!(try_export(&bad, None).is_err());
+        assert_eq!(
+            try_export(&bad, None),
+            Err(tinyvi::Error::NonFinite {
+                layer: 0,
+                tensor: tinyvi::error::TensorName::WeightMean,
+                index: 0
+            })
+        );
     }
 }

@@ -2,14 +2,15 @@
 //! sampler. Every random draw of the trainer comes from a [`Rng::stream`] keyed by the run seed
 //! and the draw's purpose and position, so results never depend on the thread count.
 
-/// One SplitMix64 step: advances `state` and returns the next output.
+use tinyvi::rng::SplitMix64;
+
+/// One SplitMix64 step (the core's): advances `state` and returns the next output.
 #[inline]
-pub fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+fn splitmix64(state: &mut u64) -> u64 {
+    let mut g = SplitMix64::new(*state);
+    let out = g.next_u64();
+    *state = g.state();
+    out
 }
 
 /// Start of the ziggurat's tail.
@@ -45,11 +46,10 @@ fn zig_tables() -> &'static Zig {
     })
 }
 
-/// xoshiro256++ with a cached second Gaussian.
+/// xoshiro256++.
 #[derive(Clone, Debug)]
 pub struct Rng {
     s: [u64; 4],
-    spare: Option<f32>,
 }
 
 /// Purposes of the random streams (the first key word), so that no two uses share a stream.
@@ -78,7 +78,7 @@ impl Rng {
             splitmix64(&mut sm),
             splitmix64(&mut sm),
         ];
-        Rng { s, spare: None }
+        Rng { s }
     }
 
     /// An independent stream for `seed` and a key (purpose, then positions).
@@ -119,21 +119,10 @@ impl Rng {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
 
-    /// A standard normal draw (Marsaglia's polar method in f64).
-    #[inline]
-    pub fn normal(&mut self) -> f32 {
-        if let Some(z) = self.spare.take() {
-            return z;
-        }
-        let (a, b) = self.normal_pair();
-        self.spare = Some(b);
-        a
-    }
-
     /// A standard normal draw by the Marsaglia–Tsang ziggurat (128 layers, f64 tables): one
     /// 64-bit draw and a multiply for ~98.8% of the values.
     #[inline]
-    pub fn normal_zig(&mut self) -> f32 {
+    pub fn normal(&mut self) -> f32 {
         let t = zig_tables();
         loop {
             let u = self.next_u64();
@@ -163,23 +152,10 @@ impl Rng {
         }
     }
 
-    #[inline]
-    fn normal_pair(&mut self) -> (f32, f32) {
-        loop {
-            let u = 2.0 * self.next_f64() - 1.0;
-            let v = 2.0 * self.next_f64() - 1.0;
-            let s = u * u + v * v;
-            if s < 1.0 && s > 0.0 {
-                let m = (-2.0 * s.ln() / s).sqrt();
-                return ((u * m) as f32, (v * m) as f32);
-            }
-        }
-    }
-
     /// Fills `out` with standard normal draws (ziggurat).
     pub fn fill_normal(&mut self, out: &mut [f32]) {
         for x in out {
-            *x = self.normal_zig();
+            *x = self.normal();
         }
     }
 
@@ -230,13 +206,13 @@ mod tests {
         let n = 2_000_000;
         let (mut over2, mut over3, mut over35, mut neg) = (0usize, 0usize, 0usize, 0usize);
         for _ in 0..n {
-            let z = r.normal_zig().abs() as f64;
+            let z = r.normal().abs() as f64;
             over2 += (z > 2.0) as usize;
             over3 += (z > 3.0) as usize;
             over35 += (z > 3.5) as usize;
         }
         for _ in 0..n / 10 {
-            neg += (r.normal_zig() < 0.0) as usize;
+            neg += (r.normal() < 0.0) as usize;
         }
         let p = |c: usize| c as f64 / n as f64;
         // Two-sided tail masses of N(0, 1): 0.0455, 0.0027, 0.000465.

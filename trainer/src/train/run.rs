@@ -93,7 +93,12 @@ pub fn train_resumable(
         check_resume(s, n.div_ceil(cfg.batch_size.min(n)), cfg.epochs)?;
     }
     let pool = thread_pool(Some(cfg.threads))?;
-    train_in_pool(&pool, model, images, labels, cfg, checkpoints, on_step)
+    let data = Data {
+        images,
+        labels,
+        cfg,
+    };
+    run_epochs(&pool, model, data, checkpoints, on_step)
 }
 
 /// A resume state must sit inside the run: a step of an epoch ≤ `epochs`, consistent counts,
@@ -127,16 +132,105 @@ fn check_resume(s: &TrainState, steps_per_epoch: usize, epochs: usize) -> Result
     Ok(())
 }
 
-fn train_in_pool(
+/// The images, labels and configuration of a run, checked.
+struct Data<'a> {
+    images: &'a [u8],
+    labels: &'a [u8],
+    cfg: &'a TrainConfig,
+}
+
+/// Where a run stands between steps: the global step, Adam of μ and of ρ, and the loss and
+/// batch-accuracy sums of the current epoch.
+struct Position {
+    global: usize,
+    adam_mu: Adam,
+    adam_rho: Adam,
+    loss_sum: f64,
+    acc_sum: f64,
+}
+
+impl Position {
+    /// The position of `resume` (with its epoch and step), or the start of a run.
+    fn start(resume: Option<TrainState>, lr: f32) -> (usize, usize, Position) {
+        match resume {
+            Some(s) => (
+                s.epoch,
+                s.step,
+                Position {
+                    global: s.global_step,
+                    adam_mu: Adam::restore(lr, s.adam_mu),
+                    adam_rho: Adam::restore(lr, s.adam_rho),
+                    loss_sum: s.epoch_loss_sum,
+                    acc_sum: s.epoch_accuracy_sum,
+                },
+            ),
+            None => (
+                0,
+                0,
+                Position {
+                    global: 0,
+                    adam_mu: Adam::new(PARAMS, lr),
+                    adam_rho: Adam::new(PARAMS, lr),
+                    loss_sum: 0.0,
+                    acc_sum: 0.0,
+                },
+            ),
+        }
+    }
+
+    /// The state to save at `step` of `epoch` (the next epoch's step 0 at its end).
+    fn state(&self, epoch: usize, step: usize) -> TrainState {
+        TrainState {
+            epoch,
+            step,
+            global_step: self.global,
+            epoch_loss_sum: self.loss_sum,
+            epoch_accuracy_sum: self.acc_sum,
+            adam_mu: self.adam_mu.state(),
+            adam_rho: self.adam_rho.state(),
+        }
+    }
+}
+
+/// The order of the images in `epoch` and each one's crop offset, from the (seed, epoch)
+/// streams.
+fn plan_epoch(cfg: &TrainConfig, epoch: usize, order: &mut [u32], crops: &mut [(u8, u8)]) {
+    order
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, o)| *o = i as u32);
+    Rng::stream(cfg.seed, &[purpose::SHUFFLE, epoch as u64]).shuffle(order);
+    let mut rng = Rng::stream(cfg.seed, &[purpose::AUGMENT, epoch as u64]);
+    for c in crops {
+        *c = (
+            rng.below(2 * cfg.crop_pad + 1) as u8,
+            rng.below(2 * cfg.crop_pad + 1) as u8,
+        );
+    }
+}
+
+/// The first non-finite μ or ρ after an update, as (what, layer).
+fn nonfinite_parameter(model: &Lenet) -> Option<(&'static str, &'static str)> {
+    let bad = |v: &[f32]| v.par_iter().position_first(|p| !p.is_finite());
+    bad(&model.mu)
+        .map(|i| ("μ after the Adam update", layer_of(i).name))
+        .or_else(|| bad(&model.rho).map(|i| ("ρ after the Adam update", layer_of(i).name)))
+}
+
+/// Every epoch from the checkpoint's (or the first) to the last, in `pool`.
+fn run_epochs(
     pool: &rayon::ThreadPool,
     model: &mut Lenet,
-    images: &[u8],
-    labels: &[u8],
-    cfg: &TrainConfig,
+    data: Data<'_>,
     checkpoints: Checkpoints<'_>,
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<TrainSummary, TrainError> {
     let start = Instant::now();
+    let Data {
+        images,
+        labels,
+        cfg,
+    } = data;
     let n = labels.len();
     let batch = cfg.batch_size.min(n);
     let steps_per_epoch = n.div_ceil(batch);
@@ -149,47 +243,16 @@ fn train_in_pool(
         save,
         inject_nan,
     } = checkpoints;
-    let (start_epoch, start_step, mut global, mut adam_mu, mut adam_rho, mut loss_sum, mut acc_sum) =
-        match resume {
-            Some(s) => (
-                s.epoch,
-                s.step,
-                s.global_step,
-                Adam::restore(cfg.lr, s.adam_mu),
-                Adam::restore(cfg.lr, s.adam_rho),
-                s.epoch_loss_sum,
-                s.epoch_accuracy_sum,
-            ),
-            None => (
-                0,
-                0,
-                0,
-                Adam::new(PARAMS, cfg.lr),
-                Adam::new(PARAMS, cfg.lr),
-                0.0,
-                0.0,
-            ),
-        };
+    let (start_epoch, start_step, mut pos) = Position::start(resume, cfg.lr);
     let lut = norm_lut();
-    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut order: Vec<u32> = vec![0; n];
     let mut crops = vec![(0u8, 0u8); n];
     let mut batch_labels = vec![0u8; batch];
     for epoch in start_epoch..cfg.epochs {
-        order
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, o)| *o = i as u32);
-        Rng::stream(cfg.seed, &[purpose::SHUFFLE, epoch as u64]).shuffle(&mut order);
-        let mut rng = Rng::stream(cfg.seed, &[purpose::AUGMENT, epoch as u64]);
-        for c in &mut crops {
-            *c = (
-                rng.below(2 * cfg.crop_pad + 1) as u8,
-                rng.below(2 * cfg.crop_pad + 1) as u8,
-            );
-        }
+        plan_epoch(cfg, epoch, &mut order, &mut crops);
         let first = if epoch == start_epoch { start_step } else { 0 };
         if first == 0 {
-            (loss_sum, acc_sum) = (0.0, 0.0);
+            (pos.loss_sum, pos.acc_sum) = (0.0, 0.0);
         }
         for step in first..steps_per_epoch {
             let lo = step * batch;
@@ -211,9 +274,10 @@ fn train_in_pool(
                 );
             };
             let bl = &batch_labels[..m];
+            let global = pos.global;
             let kl_weight = cfg.kl_weight_at(global, steps_per_epoch);
             let lr = cfg.lr_schedule.at(cfg.lr, global, total_steps);
-            (adam_mu.lr, adam_rho.lr) = (lr, lr);
+            (pos.adam_mu.lr, pos.adam_rho.lr) = (lr, lr);
             let (l, bad) = pool.install(|| {
                 let kl_sum = engine.sample(model, cfg.seed, global as u64, false);
                 let l = engine.gradients(model, m, bl, kl_weight, kl_sum, &fill);
@@ -224,41 +288,29 @@ fn train_in_pool(
                 (l, engine.check())
             });
             let loss = l.ce + kl_weight as f64 * l.kl;
+            let diverged = |what, layer| TrainError::NonFinite {
+                step: global,
+                what,
+                layer,
+            };
             if !loss.is_finite() {
                 let layer = pool.install(|| engine.nonfinite_weights().or(bad.map(|b| b.1)));
-                return Err(TrainError::NonFinite {
-                    step: global,
-                    what: "loss",
-                    layer,
-                });
+                return Err(diverged("loss", layer));
             }
             if let Some((what, layer)) = bad {
-                return Err(TrainError::NonFinite {
-                    step: global,
-                    what,
-                    layer: Some(layer),
-                });
+                return Err(diverged(what, Some(layer)));
             }
             let bad_param = pool.install(|| {
-                apply_adam(&mut adam_mu, &mut model.mu, &engine.gmu);
-                apply_adam(&mut adam_rho, &mut model.rho, &engine.grho);
-                let bad = |v: &[f32]| v.par_iter().position_first(|p| !p.is_finite());
-                bad(&model.mu)
-                    .map(|i| ("μ after the Adam update", layer_of(i).name))
-                    .or_else(|| {
-                        bad(&model.rho).map(|i| ("ρ after the Adam update", layer_of(i).name))
-                    })
+                apply_adam(&mut pos.adam_mu, &mut model.mu, &engine.gmu);
+                apply_adam(&mut pos.adam_rho, &mut model.rho, &engine.grho);
+                nonfinite_parameter(model)
             });
             if let Some((what, layer)) = bad_param {
-                return Err(TrainError::NonFinite {
-                    step: global,
-                    what,
-                    layer: Some(layer),
-                });
+                return Err(diverged(what, Some(layer)));
             }
             let acc = l.correct as f64 / (m * cfg.train_samples) as f64;
-            loss_sum += loss;
-            acc_sum += acc;
+            pos.loss_sum += loss;
+            pos.acc_sum += acc;
             on_step(StepInfo {
                 epoch,
                 step,
@@ -268,31 +320,22 @@ fn train_in_pool(
                 kl: l.kl as f32,
                 batch_accuracy: acc as f32,
             });
-            global += 1;
+            pos.global += 1;
             let end_of_epoch = step + 1 == steps_per_epoch;
             if end_of_epoch || (every_steps > 0 && (step + 1) % every_steps == 0) {
-                let (e, s) = if end_of_epoch {
-                    (epoch + 1, 0)
+                let state = if end_of_epoch {
+                    pos.state(epoch + 1, 0)
                 } else {
-                    (epoch, step + 1)
-                };
-                let state = TrainState {
-                    epoch: e,
-                    step: s,
-                    global_step: global,
-                    epoch_loss_sum: loss_sum,
-                    epoch_accuracy_sum: acc_sum,
-                    adam_mu: adam_mu.state(),
-                    adam_rho: adam_rho.state(),
+                    pos.state(epoch, step + 1)
                 };
                 save(model, &state).map_err(|e| TrainError::Checkpoint(Box::new(e)))?;
             }
         }
     }
     Ok(TrainSummary {
-        steps: global,
+        steps: pos.global,
         seconds: start.elapsed().as_secs_f64(),
-        last_epoch_loss: (loss_sum / steps_per_epoch as f64) as f32,
-        last_epoch_accuracy: (acc_sum / steps_per_epoch as f64) as f32,
+        last_epoch_loss: (pos.loss_sum / steps_per_epoch as f64) as f32,
+        last_epoch_accuracy: (pos.acc_sum / steps_per_epoch as f64) as f32,
     })
 }

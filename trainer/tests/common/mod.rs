@@ -16,6 +16,16 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"))
 }
 
+/// The files `trainer train` writes into `--out` besides `checkpoint.bin`.
+pub const OUTPUTS: [&str; 6] = [
+    "model.postcard",
+    "samples.bin",
+    "metrics.json",
+    "predictions.csv",
+    "reliability.png",
+    "uncertainty.png",
+];
+
 /// A process's status, stdout and stderr, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(
