@@ -922,11 +922,8 @@ mod tests {
     #[test]
     fn messages_name_the_problem() {
         let e = SampleSetError::BadLabel { record: 4 };
-        assert_eq!(std::format!("{e}"), "sample set: record 4 has a label ≥ 10");
+        assert_eq!(std::format!("{e}"), "record 4 has a label ≥ 10");
         let e = SampleSetError::PixelsOverrun { record: 2 };
-        assert_eq!(
-            std::format!("{e}"),
-            "sample set: record 2 has runs past pixel 784"
-        );
+        assert_eq!(std::format!("{e}"), "record 2 has runs past pixel 784");
     }
 }

@@ -15,8 +15,8 @@ mod platform;
 use cortex_m_rt::entry;
 use tinyvi::arch::{CLASSES, IMAGE_LEN};
 use tinyvi::infer::{Config, LeNet, Mode, Scratch};
-use tinyvi::rng::image_seed;
 use tinyvi::report;
+use tinyvi::rng::image_seed;
 use tinyvi::samples::{Dataset, SampleSet};
 use tinyvi::Model;
 

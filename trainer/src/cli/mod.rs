@@ -230,7 +230,7 @@ mod tests {
         assert!(matches!(cli.into_command(), Command::Compare(_)));
         // Train flags do not mix with another subcommand.
         let e = Cli::try_parse_from(["trainer", "--epochs", "2", "eval"]).unwrap_err();
-        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{e}");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{e}");
     }
 
     #[test]
