@@ -40,7 +40,7 @@ fn mean_weights_forward_matches_the_trainer_within_1e_5() {
     let bytes = try_export(&model, None).unwrap();
     let decoded = tinyvi::Model::from_bytes(&bytes).unwrap();
     let net = LeNet::new(&decoded).unwrap();
-    let expected = model.mean_forward(&images);
+    let expected = trainer::eval::monte_carlo::mean_forward(&model, &images);
     let mut scratch = Box::new(Scratch::new());
     let mut worst = 0.0f32;
     for (i, img) in images.chunks_exact(IMAGE_LEN).enumerate() {
@@ -159,7 +159,7 @@ fn sampled_modes_agree(mode: Mode) {
     // Sampling really matters at this σ (else the test would prove nothing).
     let spread = theirs
         .iter()
-        .zip(model.mean_forward(&images))
+        .zip(trainer::eval::monte_carlo::mean_forward(&model, &images))
         .map(|(p, q)| {
             (0..CLASSES)
                 .map(|c| (p[c] - f64::from(q[c])).abs())

@@ -80,7 +80,7 @@ fn main() {
         / n;
     println!("test (10,000, 16 samples): acc {acc:.4} nll {nll:.4}");
     if std::env::var_os("RECIPE_EVAL_SEEDS").is_some() {
-        let mean = model.mean_forward(&xte);
+        let mean = trainer::eval::monte_carlo::mean_forward(&model, &xte);
         let correct = |probs: &[[f32; 10]]| {
             probs
                 .iter()

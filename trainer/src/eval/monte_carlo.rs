@@ -155,6 +155,15 @@ pub fn evaluate(model: &Lenet, images: &[u8], samples: usize, seed: u64) -> McOu
     forward_weight_sets(&sets, samples, images)
 }
 
+/// Softmax probabilities of `images` (`n × 784` u8) with `model`'s mean weights μ, in the
+/// current rayon pool.
+///
+/// # Panics
+/// If `images.len()` is not a multiple of 784.
+pub fn mean_forward(model: &Lenet, images: &[u8]) -> Vec<[f32; 10]> {
+    forward_weight_sets(&model.mu, 1, images).probs
+}
+
 /// [`evaluate`] in a pool of `threads` threads (0 = all cores).
 pub fn evaluate_with_threads(
     model: &Lenet,
@@ -249,7 +258,7 @@ mod tests {
             *m *= 2.0;
         }
         let imgs = some_images(70); // more than one chunk, a partial one
-        let got = model.mean_forward(&imgs);
+        let got = mean_forward(&model, &imgs);
         assert_eq!(got.len(), 70);
         for i in [0, 33, 64, 69] {
             let want = reference_probs(&model.mu, &imgs[i * 784..(i + 1) * 784]);
@@ -271,7 +280,7 @@ mod tests {
         // σ → 0: every sample is the mean model.
         model.rho.iter_mut().for_each(|r| *r = -40.0);
         let mc = evaluate(&model, &imgs, 5, 3);
-        let mean = model.mean_forward(&imgs);
+        let mean = mean_forward(&model, &imgs);
         for (p, q) in mc.probs.iter().zip(&mean) {
             let h: f32 = -q.iter().map(|&v| v * v.ln()).sum::<f32>();
             assert!(p.iter().zip(q).all(|(a, b)| (a - b).abs() < 1e-6));

@@ -83,15 +83,6 @@ impl Lenet {
     pub fn sigma(&self) -> Vec<f32> {
         self.rho.iter().map(|&r| softplus(r)).collect()
     }
-
-    /// Softmax probabilities of `images` (`n × 784` u8) with the mean weights μ, in the
-    /// current rayon pool.
-    ///
-    /// # Panics
-    /// If `images.len()` is not a multiple of 784.
-    pub fn mean_forward(&self, images: &[u8]) -> Vec<[f32; 10]> {
-        crate::eval::monte_carlo::forward_weight_sets(&self.mu, 1, images).probs
-    }
 }
 
 #[cfg(test)]
