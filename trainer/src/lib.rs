@@ -18,7 +18,6 @@ macro_rules! out {
     }};
 }
 
-pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod data;

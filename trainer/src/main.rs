@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Command::Train(args) => trainer::commands::train::run_train(&args),
         Command::Eval(args) => trainer::commands::eval::run_eval(&args),
         Command::Compare(args) => trainer::commands::compare::run_compare(&args),
-        Command::Bench(args) => trainer::bench::run(&args),
+        Command::Bench(args) => trainer::commands::bench::run(&args),
         Command::ExportSamples(args) => {
             trainer::commands::export_samples::run_export_samples(&args)
         }

@@ -11,6 +11,7 @@ use crate::eval::monte_carlo::McOutputs;
 use crate::report;
 
 pub mod ablation;
+pub mod bench;
 pub mod compare;
 pub mod eval;
 pub mod export_samples;
