@@ -1,23 +1,16 @@
 //! Training runs on the first MNIST images: determinism across thread counts, the loss going
 //! down, bit-exact resuming from any checkpoint, and a NaN gradient stopping before the update.
 
-mod common;
-
-use trainer::data::mnist::load_mnist;
 use trainer::model::Lenet;
 use trainer::train::{
     train, train_resumable, Checkpoints, KlMode, KlReduction, LrSchedule, StepInfo, TrainConfig,
     TrainError, TrainState,
 };
 
-use common::data_dir;
-
 /// `(images n×784, labels n)`: the first `n` MNIST training images.
 fn mnist(n: usize) -> (Vec<u8>, Vec<u8>) {
-    let (mut train, _) =
-        load_mnist(&data_dir()).expect("MNIST in the workspace's data/ or $TINYVI_DATA");
-    train.truncate(n);
-    (train.images, train.labels)
+    let (train, _) = trainer::data::workspace::mnist();
+    (train.images[..n * 784].to_vec(), train.labels[..n].to_vec())
 }
 
 fn small_run(threads: usize, n: usize, epochs: usize) -> (Lenet, Vec<StepInfo>) {

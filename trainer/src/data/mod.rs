@@ -1,7 +1,9 @@
 //! Data: IDX files, MNIST and Fashion-MNIST with their published checksums, augmentation.
 
+pub mod deb;
 pub mod idx;
 pub mod mnist;
+pub mod workspace;
 
 pub mod augment;
 
