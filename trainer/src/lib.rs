@@ -29,14 +29,6 @@ pub mod nn;
 pub mod report;
 pub mod train;
 
-// Paths still used by bench.rs and report.rs until they move into their folders.
-mod pipeline {
-    pub use crate::nn::parallel::thread_pool;
-}
-use eval::metrics;
-use eval::monte_carlo as evaluate;
-use model::export;
-
 pub use eval::monte_carlo::{evaluate, evaluate_with_threads, McOutputs};
 pub use model::export::{export, try_export};
 pub use model::Lenet;

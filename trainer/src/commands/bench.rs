@@ -11,9 +11,9 @@ use tinyvi::rng::image_seed;
 use crate::cli::BenchArgs;
 use crate::data::mnist::load_mnist;
 use crate::error::{Result, TrainerError};
-use crate::evaluate::evaluate;
+use crate::eval::monte_carlo::evaluate;
 use crate::model::Lenet;
-use crate::pipeline::thread_pool;
+use crate::nn::parallel::thread_pool;
 use crate::train::{train, TrainConfig};
 
 /// Multiply-adds of one LeNet forward pass on one image (conv1 86,400 + conv2 153,600 +
@@ -191,7 +191,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
 
     // (c) The no_std core on one thread, 16 samples per image, each mode.
-    let bytes = crate::export::try_export(&model, None)
+    let bytes = crate::model::export::try_export(&model, None)
         .map_err(|e| TrainerError::invalid("export", e.to_string()))?;
     let decoded = tinyvi::Model::from_bytes(&bytes)
         .map_err(|e| TrainerError::invalid("export", e.to_string()))?;

@@ -14,7 +14,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tinyvi::arch::{IMAGE_LEN, IMAGE_SIDE};
 
 use super::idx::{self, Checksums, Dataset};
 use crate::error::{Result, TrainerError};
@@ -374,73 +373,9 @@ pub fn load_fashion_test_from(dirs: &[PathBuf]) -> Result<Option<Dataset>> {
     Ok(None)
 }
 
-/// Padding of the random-crop augmentation, in pixels on each side.
-pub const CROP_PAD: i32 = 4;
-
-/// Random crop of 28×28 out of `src` zero-padded by 4 pixels on each side:
-/// `out[r][c] = src[r + dy − 4][c + dx − 4]`, or 0 outside the image; `dx, dy ∈ 0..=8`
-/// (`dx = dy = 4` is the identity). Offsets outside that range are clamped into it.
-pub fn random_crop_padded(src: &[u8], dx: i32, dy: i32, out: &mut [u8]) {
-    let side = IMAGE_SIDE as i32;
-    let dx = dx.clamp(0, 2 * CROP_PAD) - CROP_PAD;
-    let dy = dy.clamp(0, 2 * CROP_PAD) - CROP_PAD;
-    let src = &src[..IMAGE_LEN];
-    let out = &mut out[..IMAGE_LEN];
-    for r in 0..side {
-        let sr = r + dy;
-        let row = &mut out[(r * side) as usize..((r + 1) * side) as usize];
-        if !(0..side).contains(&sr) {
-            row.fill(0);
-            continue;
-        }
-        let src_row = &src[(sr * side) as usize..((sr + 1) * side) as usize];
-        // Columns c with 0 <= c + dx < side.
-        let c0 = (-dx).max(0);
-        let c1 = (side - dx).min(side);
-        row[..c0 as usize].fill(0);
-        row[c0 as usize..c1 as usize]
-            .copy_from_slice(&src_row[(c0 + dx) as usize..(c1 + dx) as usize]);
-        row[c1 as usize..].fill(0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reference_crop(src: &[u8], dx: i32, dy: i32) -> Vec<u8> {
-        let mut out = vec![0; IMAGE_LEN];
-        for r in 0..28i32 {
-            for c in 0..28i32 {
-                let (sr, sc) = (r + dy - 4, c + dx - 4);
-                if (0..28).contains(&sr) && (0..28).contains(&sc) {
-                    out[(r * 28 + c) as usize] = src[(sr * 28 + sc) as usize];
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn crop_matches_the_definition_for_every_offset() {
-        let src: Vec<u8> = (0..IMAGE_LEN).map(|i| (i % 255 + 1) as u8).collect();
-        let mut out = vec![0xAA; IMAGE_LEN];
-        for dy in 0..=8 {
-            for dx in 0..=8 {
-                random_crop_padded(&src, dx, dy, &mut out);
-                assert_eq!(out, reference_crop(&src, dx, dy), "dx={dx} dy={dy}");
-            }
-        }
-        random_crop_padded(&src, 4, 4, &mut out);
-        assert_eq!(out, src);
-        // Shift by the full padding: the first 4 rows are black, row 4 is source row 0.
-        random_crop_padded(&src, 4, 0, &mut out);
-        assert!(out[..4 * 28].iter().all(|&p| p == 0));
-        assert_eq!(&out[4 * 28..5 * 28], &src[..28]);
-        random_crop_padded(&src, 8, 4, &mut out);
-        assert_eq!(out[0], src[4]);
-        assert_eq!(out[27], 0);
-    }
 
     #[test]
     fn unpacking_fashion_checks_the_published_digests_before_writing() {

@@ -8,4 +8,4 @@ pub mod workspace;
 pub mod augment;
 
 pub use idx::Dataset;
-pub use mnist::{load_fashion_test, load_mnist, random_crop_padded};
+pub use mnist::{load_fashion_test, load_mnist};
