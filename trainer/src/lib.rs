@@ -35,6 +35,3 @@ pub use model::Lenet;
 pub use train::{
     train, train_resumable, StepInfo, TrainConfig, TrainError, TrainState, TrainSummary,
 };
-
-#[cfg(test)]
-mod testdata;

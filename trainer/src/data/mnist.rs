@@ -14,7 +14,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 use super::idx::{self, Checksums, Dataset};
 use crate::error::{Result, TrainerError};
 
