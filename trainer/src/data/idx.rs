@@ -124,7 +124,7 @@ fn read_content(path: &Path) -> Result<Content> {
         ));
     }
     if file.starts_with(&[0x1f, 0x8b]) {
-        let bytes = gunzip(&file).map_err(|p| TrainerError::data(path, p))?;
+        let bytes = gunzip(&file).map_err(|e| TrainerError::data(path, e.to_string()))?;
         Ok(Content {
             bytes,
             gz_file: Some(file),
@@ -137,17 +137,97 @@ fn read_content(path: &Path) -> Result<Content> {
     }
 }
 
+/// Why bytes are not the IDX file expected (the path is added by the reader).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdxError {
+    /// The gzip stream does not inflate.
+    #[error("gzip stream is corrupt: {0}")]
+    Gzip(String),
+    /// The gzip stream inflates to more than [`MAX_DECOMPRESSED`] bytes.
+    #[error("gzip stream inflates to more than {MAX_DECOMPRESSED} bytes")]
+    TooLarge,
+    /// Shorter than the header.
+    #[error(
+        "truncated header: {len} bytes, an IDX {what} file starts with a {header}-byte header"
+    )]
+    TruncatedHeader {
+        /// Bytes present.
+        len: usize,
+        /// `images` or `labels`.
+        what: &'static str,
+        /// The header's length.
+        header: usize,
+    },
+    /// Another IDX type (or not IDX at all).
+    #[error("expected magic 0x{expected:08x} (IDX {what}), found 0x{found:08x}")]
+    Magic {
+        /// The magic of `what`.
+        expected: u32,
+        /// `images` or `labels`.
+        what: &'static str,
+        /// The magic found.
+        found: u32,
+    },
+    /// Images of another size.
+    #[error("expected {IMAGE_SIDE}×{IMAGE_SIDE} images, found {rows}×{cols}")]
+    Dimensions {
+        /// Rows per image.
+        rows: usize,
+        /// Columns per image.
+        cols: usize,
+    },
+    /// A count of 0.
+    #[error("holds no {0}")]
+    Empty(&'static str),
+    /// A count whose bytes this machine cannot address.
+    #[error("the header promises {0} images, more than this machine can address")]
+    Unaddressable(usize),
+    /// Fewer bytes than the header promises.
+    #[error(
+        "truncated: the header promises {n} {what} ({expected} bytes), the file has {actual} bytes"
+    )]
+    Truncated {
+        /// Items promised.
+        n: usize,
+        /// `images` or `labels`.
+        what: &'static str,
+        /// Bytes promised.
+        expected: usize,
+        /// Bytes present.
+        actual: usize,
+    },
+    /// More bytes than the header promises.
+    #[error("{extra} trailing bytes after {n} {what} ({expected} bytes expected)")]
+    Trailing {
+        /// Bytes beyond the promised ones.
+        extra: usize,
+        /// Items promised.
+        n: usize,
+        /// `images` or `labels`.
+        what: &'static str,
+        /// Bytes promised.
+        expected: usize,
+    },
+    /// A label of 10 or more.
+    #[error("label {label} at index {index} is out of range 0..=9")]
+    Label {
+        /// The label.
+        label: u8,
+        /// Its index.
+        index: usize,
+    },
+}
+
 /// Inflates a gzip stream (several members allowed), refusing corrupt or oversized streams.
-pub fn gunzip(gz: &[u8]) -> Result<Vec<u8>, String> {
+pub fn gunzip(gz: &[u8]) -> Result<Vec<u8>, IdxError> {
     let mut out = Vec::new();
     let mut decoder = flate2::read::MultiGzDecoder::new(gz).take(MAX_DECOMPRESSED + 1);
     decoder
         .read_to_end(&mut out)
-        .map_err(|e| format!("gzip stream is corrupt: {e}"))?;
+        .map_err(|e| IdxError::Gzip(e.to_string()))?;
     if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(format!(
-            "gzip stream inflates to more than {MAX_DECOMPRESSED} bytes"
-        ));
+        return Err(IdxError::TooLarge);
     }
     Ok(out)
 }
@@ -156,81 +236,93 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-fn check_magic(bytes: &[u8], expected: u32, header_len: usize, what: &str) -> Result<(), String> {
+fn check_magic(
+    bytes: &[u8],
+    expected: u32,
+    header: usize,
+    what: &'static str,
+) -> Result<(), IdxError> {
+    let truncated = IdxError::TruncatedHeader {
+        len: bytes.len(),
+        what,
+        header,
+    };
     if bytes.len() < 4 {
-        return Err(format!(
-            "truncated header: {} bytes, an IDX {what} file starts with a {header_len}-byte header",
-            bytes.len()
-        ));
+        return Err(truncated);
     }
-    let magic = be_u32(bytes, 0);
-    if magic != expected {
-        return Err(format!(
-            "expected magic 0x{expected:08x} (IDX {what}), found 0x{magic:08x}"
-        ));
+    let found = be_u32(bytes, 0);
+    if found != expected {
+        return Err(IdxError::Magic {
+            expected,
+            what,
+            found,
+        });
     }
-    if bytes.len() < header_len {
-        return Err(format!(
-            "truncated header: {} bytes, an IDX {what} file starts with a {header_len}-byte header",
-            bytes.len()
-        ));
+    if bytes.len() < header {
+        return Err(truncated);
     }
     Ok(())
 }
 
-fn check_length(actual: usize, expected: usize, n: usize, what: &str) -> Result<(), String> {
+fn check_length(
+    actual: usize,
+    expected: usize,
+    n: usize,
+    what: &'static str,
+) -> Result<(), IdxError> {
     if actual < expected {
-        Err(format!(
-            "truncated: the header promises {n} {what} ({expected} bytes), the file has {actual} bytes"
-        ))
+        Err(IdxError::Truncated {
+            n,
+            what,
+            expected,
+            actual,
+        })
     } else if actual > expected {
-        Err(format!(
-            "{} trailing bytes after {n} {what} ({expected} bytes expected)",
-            actual - expected
-        ))
+        Err(IdxError::Trailing {
+            extra: actual - expected,
+            n,
+            what,
+            expected,
+        })
     } else {
         Ok(())
     }
 }
 
 /// Parses an uncompressed IDX image file: returns the pixels (`n·784` bytes).
-pub fn parse_images(bytes: &[u8]) -> Result<&[u8], String> {
+pub fn parse_images(bytes: &[u8]) -> Result<&[u8], IdxError> {
     check_magic(bytes, IMAGE_MAGIC, 16, "images")?;
     let n = be_u32(bytes, 4) as usize;
     let rows = be_u32(bytes, 8) as usize;
     let cols = be_u32(bytes, 12) as usize;
     if rows != IMAGE_SIDE || cols != IMAGE_SIDE {
-        return Err(format!(
-            "expected {IMAGE_SIDE}×{IMAGE_SIDE} images, found {rows}×{cols}"
-        ));
+        return Err(IdxError::Dimensions { rows, cols });
     }
     if n == 0 {
-        return Err("holds no images".into());
+        return Err(IdxError::Empty("images"));
     }
     let expected = n
         .checked_mul(IMAGE_LEN)
         .and_then(|b| b.checked_add(16))
-        .ok_or_else(|| {
-            format!("the header promises {n} images, more than this machine can address")
-        })?;
+        .ok_or(IdxError::Unaddressable(n))?;
     check_length(bytes.len(), expected, n, "images")?;
     Ok(&bytes[16..])
 }
 
 /// Parses an uncompressed IDX label file: returns the labels (all in `0..=9`).
-pub fn parse_labels(bytes: &[u8]) -> Result<&[u8], String> {
+pub fn parse_labels(bytes: &[u8]) -> Result<&[u8], IdxError> {
     check_magic(bytes, LABEL_MAGIC, 8, "labels")?;
     let n = be_u32(bytes, 4) as usize;
     if n == 0 {
-        return Err("holds no labels".into());
+        return Err(IdxError::Empty("labels"));
     }
     check_length(bytes.len(), n.saturating_add(8), n, "labels")?;
     let labels = &bytes[8..];
-    if let Some(i) = labels.iter().position(|&l| usize::from(l) >= CLASSES) {
-        return Err(format!(
-            "label {} at index {i} is out of range 0..=9",
-            labels[i]
-        ));
+    if let Some(index) = labels.iter().position(|&l| usize::from(l) >= CLASSES) {
+        return Err(IdxError::Label {
+            label: labels[index],
+            index,
+        });
     }
     Ok(labels)
 }
@@ -256,7 +348,7 @@ fn verify(path: &Path, content: &Content, sums: Option<&Checksums>) -> Result<()
 /// gzipped and a `.gz` digest is published, else of the uncompressed content).
 pub fn read_images(path: &Path, sums: Option<&Checksums>) -> Result<Vec<u8>> {
     let content = read_content(path)?;
-    parse_images(&content.bytes).map_err(|p| TrainerError::data(path, p))?;
+    parse_images(&content.bytes).map_err(|e| TrainerError::data(path, e.to_string()))?;
     verify(path, &content, sums)?;
     let mut bytes = content.bytes;
     bytes.drain(..16);
@@ -266,7 +358,7 @@ pub fn read_images(path: &Path, sums: Option<&Checksums>) -> Result<Vec<u8>> {
 /// Reads an IDX label file (raw or gzipped); see [`read_images`] for `sums`.
 pub fn read_labels(path: &Path, sums: Option<&Checksums>) -> Result<Vec<u8>> {
     let content = read_content(path)?;
-    parse_labels(&content.bytes).map_err(|p| TrainerError::data(path, p))?;
+    parse_labels(&content.bytes).map_err(|e| TrainerError::data(path, e.to_string()))?;
     verify(path, &content, sums)?;
     let mut bytes = content.bytes;
     bytes.drain(..8);
@@ -342,19 +434,21 @@ mod tests {
         let mut bytes = images(1);
         bytes[3] = 0x01;
         assert_eq!(
-            parse_images(&bytes).unwrap_err(),
+            parse_images(&bytes).unwrap_err().to_string(),
             "expected magic 0x00000803 (IDX images), found 0x00000801"
         );
         let bytes = encode_images(&[0; 2 * 32 * 32], 32, 32);
         assert_eq!(
-            parse_images(&bytes).unwrap_err(),
+            parse_images(&bytes).unwrap_err().to_string(),
             "expected 28×28 images, found 32×32"
         );
         assert!(parse_images(&images(1)[..10])
             .unwrap_err()
+            .to_string()
             .starts_with("truncated header: 10 bytes"));
         assert!(parse_labels(&[0, 0])
             .unwrap_err()
+            .to_string()
             .starts_with("truncated header: 2 bytes"));
     }
 
@@ -363,7 +457,7 @@ mod tests {
         let bytes = images(2);
         let short = &bytes[..bytes.len() - 1];
         assert_eq!(
-            parse_images(short).unwrap_err(),
+            parse_images(short).unwrap_err().to_string(),
             format!(
                 "truncated: the header promises 2 images (1584 bytes), the file has {} bytes",
                 short.len()
@@ -372,20 +466,23 @@ mod tests {
         let mut long = bytes.clone();
         long.extend_from_slice(&[0, 0, 0]);
         assert_eq!(
-            parse_images(&long).unwrap_err(),
+            parse_images(&long).unwrap_err().to_string(),
             "3 trailing bytes after 2 images (1584 bytes expected)"
         );
         let mut labels = encode_labels(&[1, 2]);
         labels.push(3);
         assert!(parse_labels(&labels)
             .unwrap_err()
+            .to_string()
             .starts_with("1 trailing bytes"));
     }
 
     #[test]
     fn labels_must_be_digits() {
         assert_eq!(
-            parse_labels(&encode_labels(&[3, 9, 10])).unwrap_err(),
+            parse_labels(&encode_labels(&[3, 9, 10]))
+                .unwrap_err()
+                .to_string(),
             "label 10 at index 2 is out of range 0..=9"
         );
     }
@@ -405,6 +502,7 @@ mod tests {
         bad.truncate(bad.len() - 2);
         assert!(gunzip(&bad)
             .unwrap_err()
+            .to_string()
             .starts_with("gzip stream is corrupt"));
     }
 
