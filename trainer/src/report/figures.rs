@@ -353,17 +353,19 @@ mod tests {
         write_reliability_png(&rel, &id, 0.0123).unwrap();
         write_uncertainty_png(&unc, &id, Some(&ood)).unwrap();
         write_uncertainty_png(&dir.path().join("u2.png"), &id, None).unwrap();
-        for p in [&rel, &unc, &dir.path().join("u2.png")] {
-            // Decodes as a 640×480 RGB image with a white background and drawn marks.
+        let u2 = dir.path().join("u2.png");
+        for (p, w) in [(&rel, FIG_W), (&unc, 2 * FIG_W), (&u2, 2 * FIG_W)] {
+            // Decodes as an RGB image of its size (one panel 640×480, two side by side for the
+            // uncertainty), a white background and drawn marks.
             let decoder =
                 png::Decoder::new(std::io::BufReader::new(std::fs::File::open(p).unwrap()));
             let mut reader = decoder.read_info().unwrap();
             let mut rgb = vec![0u8; reader.output_buffer_size().unwrap()];
             let info = reader.next_frame(&mut rgb).unwrap();
-            assert_eq!((info.width, info.height), (FIG_W, FIG_H), "{}", p.display());
+            assert_eq!((info.width, info.height), (w, FIG_H), "{}", p.display());
             assert_eq!(info.color_type, png::ColorType::Rgb);
             let px = |x: u32, y: u32| {
-                let i = ((y * FIG_W + x) * 3) as usize;
+                let i = ((y * w + x) * 3) as usize;
                 [rgb[i], rgb[i + 1], rgb[i + 2]]
             };
             assert_eq!(px(0, 0), [255, 255, 255], "{}", p.display());
