@@ -28,6 +28,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod export;
+pub mod interop;
 pub mod metrics;
 pub mod model;
 pub mod nn;

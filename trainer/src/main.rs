@@ -13,6 +13,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => trainer::bench::run(&args),
         Command::ExportSamples(args) => trainer::pipeline::run_export_samples(&args),
         Command::Ablation(args) => trainer::ablation::run(&args),
+        Command::Import(args) => trainer::interop::run_import(&args),
+        Command::Export(args) => trainer::interop::run_export(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
