@@ -1,8 +1,8 @@
 """Fixtures for tinyvi's torch-uncertainty interchange tests, made by torch-uncertainty 0.13 itself.
 
 usage:
-  venv/bin/python make_fixture.py train OUT_DIR
-      trains bayesian_lenet(1, 10) for one epoch with the tutorial's recipe (ELBOLoss
+  venv/bin/python make_fixture.py train OUT_DIR [STEPS]
+      trains bayesian_lenet(1, 10) for one epoch (or its first STEPS steps) with the tutorial's recipe (ELBOLoss
       kl_weight 1/50000, 3 samples, Adam 1e-3, batch 128; no augmentation), seed 0, on
       ../../data's MNIST, and writes
         OUT_DIR/bayesian_lenet.safetensors   safetensors.torch.save_model(model, …)
@@ -72,9 +72,9 @@ def write_json(out: Path, source: Path, probs: list, extra: dict) -> None:
     out.write_text(json.dumps(doc, indent=0) + "\n")
 
 
-def train(out_dir: Path) -> None:
+def train(out_dir: Path, steps: int) -> None:
     torch.manual_seed(SEED)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     images = idx(DATA / "train-images-idx3-ubyte")
     labels = torch.from_numpy(idx(DATA / "train-labels-idx1-ubyte").astype(np.int64))
     x = normalise(images)
@@ -84,7 +84,7 @@ def train(out_dir: Path) -> None:
     model.train()
     order = torch.randperm(len(labels))
     t0 = time.perf_counter()
-    for start in range(0, len(labels), 128):
+    for start in range(0, min(len(labels), 128 * steps), 128):
         b = order[start : start + 128]
         opt.zero_grad()
         loss(x[b], labels[b]).backward()
@@ -100,7 +100,7 @@ def train(out_dir: Path) -> None:
         out_dir / "bayesian_lenet.json",
         path,
         probs,
-        {"recipe": "1 epoch, ELBOLoss(kl_weight=1/50000, num_samples=3), Adam 1e-3, batch 128, seed 0",
+        {"recipe": f"{min(steps, 469)} steps of 1 epoch (469), ELBOLoss(kl_weight=1/50000, num_samples=3), Adam 1e-3, batch 128, seed 0",
          "train_seconds": round(seconds, 1), "frozen_accuracy": acc},
     )
     print(f"{path}: trained in {seconds:.1f} s, frozen accuracy on {IMAGES} test images {acc:.4f}")
@@ -115,8 +115,8 @@ def load(file: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "train":
-        train(Path(sys.argv[2]))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "train":
+        train(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else 469)
     elif len(sys.argv) == 4 and sys.argv[1] == "load":
         load(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
