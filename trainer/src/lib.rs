@@ -24,6 +24,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod interop;
 pub mod model;
 pub mod nn;
 pub mod report;

@@ -20,6 +20,8 @@ fn main() -> ExitCode {
             trainer::commands::export_samples::run_export_samples(&args)
         }
         Command::Ablation(args) => trainer::commands::ablation::run(&args),
+        Command::Import(args) => trainer::interop::run_import(&args),
+        Command::Export(args) => trainer::interop::run_export(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation]`, `train` by default.
+//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation|import|export]`, `train` by default.
 //!
 //! Flags of `train` may also be given without the subcommand (`trainer --epochs 2`). Bad values
 //! (0 or negative counts, a non-finite or non-positive learning rate, a negative KL weight) are
@@ -97,6 +97,10 @@ pub enum Command {
     /// Train each option alone and the `best` preset over several seeds; print the table.
     #[command(allow_negative_numbers = true)]
     Ablation(AblationArgs),
+    /// Import a torch-uncertainty `bayesian_lenet` (safetensors) as a tinyvi model file.
+    Import(crate::interop::ImportArgs),
+    /// Write a model file again, or as torch-uncertainty's `bayesian_lenet` (--format safetensors).
+    Export(crate::interop::ExportArgs),
 }
 
 #[cfg(test)]
