@@ -1,4 +1,4 @@
-//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation]`, `train` by default.
+//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation|shift]`, `train` by default.
 //!
 //! Flags of `train` may also be given without the subcommand (`trainer --epochs 2`). Bad values
 //! (0 or negative counts, a non-finite or non-positive learning rate, a negative KL weight) are
@@ -93,6 +93,9 @@ pub enum Command {
     /// Train each option alone and the `best` preset over several seeds; print the table.
     #[command(allow_negative_numbers = true)]
     Ablation(AblationArgs),
+    /// Evaluate an exported model on rotated, translated and corrupted MNIST and OOD sets.
+    #[command(allow_negative_numbers = true)]
+    Shift(crate::shift::suite::ShiftArgs),
 }
 
 /// Flags of `ablation`.
@@ -318,6 +321,13 @@ pub struct ExportSamplesArgs {
     /// Images taken from each of MNIST test and Fashion-MNIST test.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = positive_usize)]
     pub count: usize,
+    /// Replace the MNIST images by their shifted versions (as `trainer shift` makes them),
+    /// e.g. rotate:60, translate:4, mnistc:fog, ood:uniform.
+    #[arg(long, value_name = "CONDITION", value_parser = crate::shift::Condition::parse)]
+    pub shift: Option<crate::shift::Condition>,
+    /// Seed of the shift generators.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
 }
 
 /// A whole number ≥ 1.

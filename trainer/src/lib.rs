@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod recipe;
 pub mod report;
 pub mod samples;
+pub mod shift;
 pub mod train;
 
 pub use evaluate::{evaluate, evaluate_with_threads, McOutputs};

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => trainer::bench::run(&args),
         Command::ExportSamples(args) => trainer::pipeline::run_export_samples(&args),
         Command::Ablation(args) => trainer::ablation::run(&args),
+        Command::Shift(args) => trainer::shift::suite::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

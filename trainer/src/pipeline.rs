@@ -533,7 +533,10 @@ fn print_written(out: &Path, trained: bool) {
 
 /// `trainer export-samples`: writes the firmware's sample images without training.
 pub fn run_export_samples(args: &crate::cli::ExportSamplesArgs) -> Result<()> {
-    let (_, mnist) = load_mnist(&args.data)?;
+    let (_, mut mnist) = load_mnist(&args.data)?;
+    if let Some(c) = args.shift {
+        mnist = crate::shift::shifted_head(&mnist, c, args.count, args.data_seed)?;
+    }
     let tests = TestSets {
         mnist,
         fashion: load_fashion_test(&args.data)?,
