@@ -489,8 +489,10 @@ mod tests {
         img[3] = 0.8;
         img[14] = 0.2;
         let b = brightness(&img, 0.5);
-        assert_eq!((b[0], b[3], b[14]), (0.5, 1.0, 0.7));
+        assert_eq!((b[0], b[3]), (0.5, 1.0));
+        assert!((b[14] - 0.7).abs() < 1e-12);
         let s = stripe(&img);
+        let s = s.map(|v| (v * 10.0).round() / 10.0);
         assert_eq!((s[0], s[3], s[14], s[27]), (1.0, 0.2, 0.2, 1.0));
     }
 

@@ -214,3 +214,6 @@ pub fn shifted_head(
     let images = generate(condition, &set.images[..n * IMAGE_LEN], 0, seed);
     crate::data::idx::Dataset::new(images, set.labels[..n].to_vec())
 }
+
+#[cfg(test)]
+mod tests;
