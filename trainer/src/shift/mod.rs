@@ -21,7 +21,7 @@ pub use ood::Ood;
 use crate::nn::rng::Rng;
 
 /// First key word of every generator stream (no other stream of the trainer uses it).
-pub const PURPOSE: u64 = 0x5348_4946_54; // "SHIFT"
+pub const PURPOSE: u64 = 0x0053_4849_4654; // "SHIFT"
 
 /// Rotation angles of the suite, degrees (Ovadia et al.: 0°–180° in 15° steps).
 pub const ROTATIONS: [u32; 13] = [0, 15, 30, 45, 60, 75, 90, 105, 120, 135, 150, 165, 180];

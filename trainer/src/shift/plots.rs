@@ -11,6 +11,9 @@ use super::suite::{files, Row};
 use crate::error::Result;
 use crate::report::{encode_png, font_available, plot_error, write_atomic};
 
+/// A panel's title and the value it shows of a row.
+type Panel = (&'static str, fn(&Row) -> Option<f64>);
+
 const W: u32 = 480;
 const H: u32 = 400;
 const BLUE: RGBColor = RGBColor(66, 114, 196);
@@ -52,7 +55,7 @@ fn series(rows: &[&Row], predictor: &str, f: fn(&Row) -> Option<f64>) -> Vec<(f6
 pub fn write_curves(path: &Path, rows: &[&Row], x_desc: &str) -> Result<()> {
     let text = font_available();
     let x_hi = rows.iter().map(|r| r.level).fold(1.0f64, f64::max);
-    let panels: [(&str, fn(&Row) -> Option<f64>); 3] = [
+    let panels: [Panel; 3] = [
         ("accuracy", |r| r.acc),
         ("ECE", |r| r.ece),
         ("predictive entropy (nats)", |r| Some(r.entropy)),
@@ -135,7 +138,7 @@ pub fn write_bars(path: &Path, rows: &[&Row]) -> Result<()> {
         .map(|r| short_name(r.condition.split(':').nth(1).unwrap_or("?")))
         .collect();
     let n = names.len();
-    let panels: [(&str, fn(&Row) -> Option<f64>); 2] = [
+    let panels: [Panel; 2] = [
         ("accuracy", |r| r.acc),
         ("OOD AUROC of the entropy vs clean MNIST", |r| {
             r.auroc_entropy

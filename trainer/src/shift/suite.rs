@@ -168,8 +168,8 @@ pub fn weight_sets(p: &Posterior, samples: usize, seed: u64) -> Vec<f32> {
     let mut sets = vec![0.0f32; samples * PARAMS];
     for (s, w) in sets.chunks_mut(PARAMS).enumerate() {
         Rng::stream(seed, &[purpose::EVAL_EPS, s as u64]).fill_normal(w);
-        for i in 0..PARAMS {
-            w[i] = p.mu[i] + p.sigma[i] * w[i];
+        for ((w, &m), &s) in w.iter_mut().zip(&p.mu).zip(&p.sigma) {
+            *w = m + s * *w;
         }
     }
     sets
