@@ -3,22 +3,9 @@
 use super::image::{self, rms_distance, SIDE};
 use super::*;
 
-/// The first `n` MNIST test images, or deterministic blobs when the data are not installed.
+/// The first `n` MNIST test images.
 fn images(n: usize) -> Vec<u8> {
-    match crate::testdata::mnist("t10k", n) {
-        Some((x, _)) => x,
-        None => (0..n * IMAGE_LEN)
-            .map(|i| {
-                let (r, c) = ((i % IMAGE_LEN) / SIDE, i % SIDE);
-                let d = (r as f64 - 14.0).hypot(c as f64 - 12.0 - (i / IMAGE_LEN % 5) as f64);
-                if d < 6.0 {
-                    (255.0 * (1.0 - d / 6.0)) as u8
-                } else {
-                    0
-                }
-            })
-            .collect(),
-    }
+    crate::testdata::mnist("t10k", n).0
 }
 
 fn mean_rms(a: &[u8], b: &[u8]) -> f64 {
