@@ -246,6 +246,63 @@ fn firmware_in_qemu_is_bit_identical_for_the_best_recipe() {
     );
 }
 
+/// The sample set that `trainer export-samples --shift rotate:60` writes: the first 32 MNIST
+/// test images rotated by 60° (then the first 32 of Fashion-MNIST, as usual).
+fn rotated_samples() -> Vec<u8> {
+    use clap::Parser;
+    let data = tests::data_dir();
+    let out = scratch_dir("rotated-samples").join("samples.bin");
+    let argv = [
+        "trainer",
+        "export-samples",
+        "--shift",
+        "rotate:60",
+        "--data",
+        data.to_str().expect("UTF-8 data path"),
+        "--out",
+        out.to_str().expect("UTF-8 scratch path"),
+    ];
+    let trainer::cli::Command::ExportSamples(args) = trainer::cli::Cli::try_parse_from(argv)
+        .expect("flags")
+        .into_command()
+    else {
+        unreachable!("an export-samples command")
+    };
+    trainer::commands::export_samples::run_export_samples(&args)
+        .expect("trainer export-samples --shift");
+    std::fs::read(out).expect("samples.bin")
+}
+
+/// Shifted images on the device: the rotated sample set runs bit-identically to the host
+/// replay, and it really holds rotated digits (not the clean ones).
+#[test]
+fn firmware_in_qemu_is_bit_identical_on_rotated_images() {
+    let (model, clean) = trained_model_and_samples().clone();
+    let rotated = rotated_samples();
+    let (a, b) = (
+        SampleSet::from_bytes(&clean).expect("clean set"),
+        SampleSet::from_bytes(&rotated).expect("rotated set"),
+    );
+    assert_eq!(a.len(), b.len());
+    let (mut pa, mut pb) = ([0u8; IMAGE_LEN], [0u8; IMAGE_LEN]);
+    let mut differing = 0;
+    for i in 0..a.len() {
+        let ra = a.get(i).expect("clean record").decode(&mut pa);
+        let rb = b.get(i).expect("rotated record").decode(&mut pb);
+        assert_eq!(
+            (ra.dataset, ra.index, ra.label),
+            (rb.dataset, rb.index, rb.label)
+        );
+        differing += usize::from(ra.pixels != rb.pixels);
+    }
+    assert_eq!(
+        differing,
+        IMAGES / 2,
+        "only the 32 MNIST images are rotated"
+    );
+    bit_identical_with(fixture_of("qemu-rotated", &(model, rotated)), "weights");
+}
+
 /// Builds with a `provoke-*` feature and checks that the fault is logged through defmt and
 /// ends QEMU with a failing exit code.
 fn fault_is_reported(feature: &str, expected: &[&str]) {

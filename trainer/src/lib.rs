@@ -28,6 +28,7 @@ pub mod interop;
 pub mod model;
 pub mod nn;
 pub mod report;
+pub mod shift;
 pub mod train;
 
 pub use eval::monte_carlo::{evaluate, evaluate_with_threads, McOutputs};

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Ablation(args) => trainer::commands::ablation::run(&args),
         Command::Import(args) => trainer::interop::run_import(&args),
         Command::Export(args) => trainer::interop::run_export(&args),
+        Command::Shift(args) => trainer::shift::suite::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

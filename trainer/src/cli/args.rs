@@ -206,4 +206,11 @@ pub struct ExportSamplesArgs {
     /// Images taken from each of MNIST test and Fashion-MNIST test.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = positive_usize)]
     pub count: usize,
+    /// Replace the MNIST images by their shifted versions (as `trainer shift` makes them),
+    /// e.g. rotate:60, translate:4, mnistc:fog, ood:uniform.
+    #[arg(long, value_name = "CONDITION", value_parser = crate::shift::Condition::parse)]
+    pub shift: Option<crate::shift::Condition>,
+    /// Seed of the shift generators.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
 }

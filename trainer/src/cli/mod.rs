@@ -1,4 +1,4 @@
-//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation|import|export]`, `train` by default.
+//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation|import|export|shift]`, `train` by default.
 //!
 //! Flags of `train` may also be given without the subcommand (`trainer --epochs 2`). Bad values
 //! (0 or negative counts, a non-finite or non-positive learning rate, a negative KL weight) are
@@ -101,6 +101,9 @@ pub enum Command {
     Import(crate::interop::ImportArgs),
     /// Write a model file again, or as torch-uncertainty's `bayesian_lenet` (--format safetensors).
     Export(crate::interop::ExportArgs),
+    /// Evaluate an exported model on rotated, translated and corrupted MNIST and OOD sets.
+    #[command(allow_negative_numbers = true)]
+    Shift(crate::shift::suite::ShiftArgs),
 }
 
 #[cfg(test)]

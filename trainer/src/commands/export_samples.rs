@@ -13,7 +13,10 @@ pub const DEVICE_SAMPLES_PER_SET: usize = 32;
 
 /// `trainer export-samples`: writes the firmware's sample images without training.
 pub fn run_export_samples(args: &ExportSamplesArgs) -> Result<()> {
-    let tests = TestSets::load(&args.data)?;
+    let mut tests = TestSets::load(&args.data)?;
+    if let Some(c) = args.shift {
+        tests.mnist = crate::shift::shifted_head(&tests.mnist, c, args.count, args.data_seed)?;
+    }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         report::create_out_dir(dir)?;
     }

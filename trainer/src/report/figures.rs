@@ -26,7 +26,7 @@ const FIG_W: u32 = 640;
 
 const FIG_H: u32 = 480;
 
-fn encode_png(path: &Path, rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
+pub(crate) fn encode_png(path: &Path, rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let plot_err = |e: png::EncodingError| TrainerError::Plot {
         path: path.into(),
@@ -41,7 +41,7 @@ fn encode_png(path: &Path, rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn plot_error<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> TrainerError + '_ {
+pub(crate) fn plot_error<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> TrainerError + '_ {
     move |e| TrainerError::Plot {
         path: path.into(),
         problem: format!("{e:?}"),
