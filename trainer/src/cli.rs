@@ -1,4 +1,5 @@
-//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation]`, `train` by default.
+//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation|export|
+//! quantize-report]`, `train` by default.
 //!
 //! Flags of `train` may also be given without the subcommand (`trainer --epochs 2`). Bad values
 //! (0 or negative counts, a non-finite or non-positive learning rate, a negative KL weight) are
@@ -93,6 +94,10 @@ pub enum Command {
     /// Train each option alone and the `best` preset over several seeds; print the table.
     #[command(allow_negative_numbers = true)]
     Ablation(AblationArgs),
+    /// Write a model file at another precision (f32, f16, int8).
+    Export(crate::quantize::ExportArgs),
+    /// f32, f16 and int8 of the same trained weights side by side (both recipes, all seeds).
+    QuantizeReport(crate::quantize::QuantizeReportArgs),
 }
 
 /// Flags of `ablation`.
@@ -172,6 +177,9 @@ pub struct TrainArgs {
     /// exported model and the device are calibrated too) [recipes: off].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub temperature_scaling: Option<bool>,
+    /// How the exported model.postcard stores its parameters.
+    #[arg(long, value_enum, default_value_t = crate::quantize::PrecisionArg::F32)]
+    pub export_precision: crate::quantize::PrecisionArg,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
@@ -269,6 +277,9 @@ pub struct EvalArgs {
     /// Worker threads [default: all cores].
     #[arg(long, value_parser = positive_usize)]
     pub threads: Option<usize>,
+    /// How the exported model.postcard stores its parameters.
+    #[arg(long, value_enum, default_value_t = crate::quantize::PrecisionArg::F32)]
+    pub export_precision: crate::quantize::PrecisionArg,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,

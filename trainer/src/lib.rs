@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod pipeline;
+pub mod quantize;
 pub mod recipe;
 pub mod report;
 pub mod samples;

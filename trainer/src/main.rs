@@ -13,6 +13,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => trainer::bench::run(&args),
         Command::ExportSamples(args) => trainer::pipeline::run_export_samples(&args),
         Command::Ablation(args) => trainer::ablation::run(&args),
+        Command::Export(args) => trainer::quantize::run_export(&args),
+        Command::QuantizeReport(args) => trainer::quantize::run_report(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
