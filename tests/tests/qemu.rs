@@ -111,6 +111,36 @@ fn best_recipe_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
     })
 }
 
+/// The trained model converted by `trainer export MODEL --precision P --out FILE` (the
+/// command line parsed as the binary parses it), with the same sample images.
+fn exported_at(precision: &str) -> (Vec<u8>, Vec<u8>) {
+    use clap::Parser;
+    let (model, samples) = trained_model_and_samples();
+    let dir = scratch_dir(&format!("export-{precision}"));
+    let (src, dst) = (dir.join("model.postcard"), dir.join("model-out.postcard"));
+    std::fs::write(&src, model).expect("write the f32 model");
+    let argv = [
+        "trainer",
+        "export",
+        src.to_str().expect("UTF-8 scratch path"),
+        "--precision",
+        precision,
+        "--out",
+        dst.to_str().expect("UTF-8 scratch path"),
+    ];
+    let trainer::cli::Command::Export(args) = trainer::cli::Cli::try_parse_from(argv)
+        .expect("flags")
+        .into_command()
+    else {
+        unreachable!("an export command")
+    };
+    trainer::quantize::run_export(&args).expect("trainer export");
+    let bytes = std::fs::read(&dst).expect("exported model");
+    let decoded = tinyvi::Model::from_bytes(&bytes).map(|m| m.precision().name());
+    assert_eq!(decoded, Ok(precision), "the exported model decodes");
+    (bytes, samples.clone())
+}
+
 fn fixture(name: &str) -> Fixture {
     fixture_of(name, trained_model_and_samples())
 }
@@ -241,6 +271,45 @@ fn firmware_in_qemu_is_bit_identical_to_the_host_weights() {
 fn firmware_in_qemu_is_bit_identical_for_the_best_recipe() {
     bit_identical_with(
         fixture_of("qemu-best", best_recipe_model_and_samples()),
+        "weights",
+    );
+}
+
+/// An `int8` model made by `trainer export --precision int8` from the trained model, in each
+/// mode: bit-identical, the file ≤ 92,000 bytes.
+fn int8_bit_identical_in(mode: &str) {
+    let made = exported_at("int8");
+    assert!(made.0.len() <= 92_000, "int8 model: {} bytes", made.0.len());
+    bit_identical_with(fixture_of(&format!("qemu-int8-{mode}"), &made), mode);
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_int8_model_local_reparam() {
+    int8_bit_identical_in("local-reparam");
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_int8_model_weights() {
+    int8_bit_identical_in("weights");
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_int8_model_mean() {
+    int8_bit_identical_in("mean");
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_f16_model_local_reparam() {
+    bit_identical_with(
+        fixture_of("qemu-f16-local-reparam", &exported_at("f16")),
+        "local-reparam",
+    );
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_f16_model_weights() {
+    bit_identical_with(
+        fixture_of("qemu-f16-weights", &exported_at("f16")),
         "weights",
     );
 }
