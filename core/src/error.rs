@@ -115,6 +115,11 @@ pub enum Error {
     },
     /// The model is valid but is not the architecture this inference engine runs.
     UnsupportedArchitecture,
+    /// The model's precision needs the crate's `quant` feature, which this build lacks.
+    UnsupportedPrecision {
+        /// The model's precision.
+        precision: crate::format::Precision,
+    },
     /// The output buffer is too small for the encoded model.
     BufferTooSmall {
         /// Bytes needed.
@@ -193,6 +198,11 @@ impl fmt::Display for Error {
                 tensor.as_str()
             ),
             Error::BadThreshold => f.write_str("the stored out-of-distribution threshold is invalid"),
+            Error::UnsupportedPrecision { precision } => write!(
+                f,
+                "{} models need tinyvi's `quant` feature, which this build lacks",
+                precision.name()
+            ),
             Error::UnsupportedArchitecture => {
                 f.write_str("model architecture is not the LeNet-5 this engine runs")
             }

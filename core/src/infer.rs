@@ -70,6 +70,7 @@ use crate::error::{Error, Result};
 use crate::format::{Model, OodScore, OodThreshold, Precision};
 use crate::params::{draw_into, Draw, LibmSqrt, MeanDraw, Params, SampleDraw, Sqrt};
 use crate::pool::relu_maxpool2;
+#[cfg(feature = "quant")]
 use crate::quant::QuantNet;
 use crate::rng::Rng;
 
@@ -250,6 +251,7 @@ enum Net<'m> {
     /// An `f32` file: fixed-size views of the parameter bytes.
     F32(F32Net<'m>),
     /// An `f16` or `int8` file: decoded as the kernels go (`crate::quant`).
+    #[cfg(feature = "quant")]
     Quant(QuantNet<'m>),
 }
 
@@ -265,7 +267,8 @@ struct F32Net<'m> {
 
 impl<'m> LeNet<'m> {
     /// The network of `model`, or [`Error::UnsupportedArchitecture`] unless it is the LeNet
-    /// of [`crate::arch::LENET_LAYERS`]. Any [`crate::format::Precision`].
+    /// of [`crate::arch::LENET_LAYERS`]. Any [`crate::format::Precision`] with the `quant`
+    /// feature (on by default), else [`Error::UnsupportedPrecision`] for `f16` and `int8`.
     pub fn new(model: &Model<'m>) -> Result<Self> {
         let bad = Error::UnsupportedArchitecture;
         if !arch::is_lenet(model) {
@@ -283,9 +286,14 @@ impl<'m> LeNet<'m> {
                 fc2: Params::from_layer(l4).ok_or(bad)?,
                 fc3: Params::from_layer(l5).ok_or(bad)?,
             }),
+            #[cfg(feature = "quant")]
             Precision::F16 | Precision::Int8 => Net::Quant(QuantNet {
                 layers: [*l1, *l2, *l3, *l4, *l5],
             }),
+            #[cfg(not(feature = "quant"))]
+            precision @ (Precision::F16 | Precision::Int8) => {
+                return Err(Error::UnsupportedPrecision { precision })
+            }
         };
         Ok(LeNet {
             mean: input.mean,
@@ -396,6 +404,7 @@ impl Net<'_> {
     fn features<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
         match self {
             Net::F32(n) => n.features(d, s),
+            #[cfg(feature = "quant")]
             Net::Quant(q) => q.features(d, s),
         }
     }
@@ -405,6 +414,7 @@ impl Net<'_> {
     fn classifier<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
         match self {
             Net::F32(n) => n.classifier(d, s),
+            #[cfg(feature = "quant")]
             Net::Quant(q) => q.classifier(d, s),
         }
     }
@@ -414,6 +424,7 @@ impl Net<'_> {
     fn classifier2<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
         match self {
             Net::F32(n) => n.classifier2(d, s),
+            #[cfg(feature = "quant")]
             Net::Quant(q) => q.classifier2(d, s),
         }
     }
@@ -423,6 +434,7 @@ impl Net<'_> {
     fn classifier_local_reparam<S: Sqrt>(&self, rng: &mut Rng, s: &mut Scratch) {
         match self {
             Net::F32(n) => n.classifier_local_reparam::<S>(rng, s),
+            #[cfg(feature = "quant")]
             Net::Quant(q) => q.classifier_local_reparam::<S>(rng, s),
         }
     }
@@ -726,6 +738,7 @@ mod tests {
 
     /// An `f16` or `int8` file predicts the bits of the `f32` file of its decoded values, in
     /// every mode, with pairs and a lone sample (`Weights`, 5 samples).
+    #[cfg(feature = "quant")]
     #[test]
     fn quantised_file_gives_the_bits_of_its_decoded_f32_file() {
         let t = random_tensors(21, 0.3);

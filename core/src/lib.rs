@@ -96,6 +96,7 @@ pub mod gauss;
 pub mod infer;
 pub mod params;
 pub mod pool;
+#[cfg(feature = "quant")]
 pub mod quant;
 pub mod rng;
 pub mod samples;

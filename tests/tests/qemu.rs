@@ -181,7 +181,11 @@ fn bit_identical_in(mode: &str) {
 }
 
 fn bit_identical_with(f: Fixture, mode: &str) {
-    let run = build_and_run(&f, mode, &[]);
+    bit_identical_with_features(f, mode, &[]);
+}
+
+fn bit_identical_with_features(f: Fixture, mode: &str, features: &[&str]) {
+    let run = build_and_run(&f, mode, features);
     assert!(!run.timed_out, "QEMU timed out; log so far:\n{}", run.log);
     assert_eq!(run.code, Some(0), "firmware failed in QEMU:\n{}", run.log);
     let log: DeviceLog = parse_log(&run.log).unwrap_or_else(|e| panic!("{e}\n{}", run.log));
@@ -280,7 +284,11 @@ fn firmware_in_qemu_is_bit_identical_for_the_best_recipe() {
 fn int8_bit_identical_in(mode: &str) {
     let made = exported_at("int8");
     assert!(made.0.len() <= 92_000, "int8 model: {} bytes", made.0.len());
-    bit_identical_with(fixture_of(&format!("qemu-int8-{mode}"), &made), mode);
+    bit_identical_with_features(
+        fixture_of(&format!("qemu-int8-{mode}"), &made),
+        mode,
+        &["quant"],
+    );
 }
 
 #[test]
@@ -300,17 +308,19 @@ fn firmware_in_qemu_is_bit_identical_for_an_int8_model_mean() {
 
 #[test]
 fn firmware_in_qemu_is_bit_identical_for_an_f16_model_local_reparam() {
-    bit_identical_with(
+    bit_identical_with_features(
         fixture_of("qemu-f16-local-reparam", &exported_at("f16")),
         "local-reparam",
+        &["quant"],
     );
 }
 
 #[test]
 fn firmware_in_qemu_is_bit_identical_for_an_f16_model_weights() {
-    bit_identical_with(
+    bit_identical_with_features(
         fixture_of("qemu-f16-weights", &exported_at("f16")),
         "weights",
+        &["quant"],
     );
 }
 
