@@ -143,11 +143,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The MNIST directory: `$TINYVI_DATA`, else the workspace's `data/`.
+/// The workspace's data folder, with MNIST in it (fetched when missing).
 pub fn data_dir() -> PathBuf {
-    std::env::var_os("TINYVI_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("data"))
+    trainer::data::workspace::mnist_dir()
 }
 
 /// A scratch directory under the workspace's `target/`, emptied.

