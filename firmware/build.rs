@@ -85,8 +85,7 @@ fn run() -> Result<(), String> {
         ));
     }
     let precision = decoded.precision();
-    if precision != tinyvi::format::Precision::F32 && env::var_os("CARGO_FEATURE_QUANT").is_none()
-    {
+    if precision != tinyvi::format::Precision::F32 && env::var_os("CARGO_FEATURE_QUANT").is_none() {
         return Err(format!(
             "TINYVI_MODEL: {} is an {} model; build with `--features quant` to run it",
             model_path.display(),
