@@ -268,6 +268,7 @@ struct ModelRecord<'a> {
     layers: heapless::Vec<LayerRecord<'a>, MAX_LAYERS>,
 }
 
+#[cfg_attr(not(feature = "quant"), allow(dead_code))]
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct ModelRecordV2<'a> {
     preamble: PreambleV2,
@@ -599,6 +600,7 @@ fn tensor_view<'a>(
             }
             Tensor::F32(F32s { bytes: d })
         }
+        #[cfg(feature = "quant")]
         Encoded::F16(r) | Encoded::F16Sd(r) => {
             let d = data(&r)?;
             if d.len() as u64 != count * 2 {
@@ -611,6 +613,7 @@ fn tensor_view<'a>(
                 Tensor::F16Sd(h)
             }
         }
+        #[cfg(feature = "quant")]
         Encoded::Int8 { scales, values } => {
             let (s, v) = (data(&scales)?, data(&values)?);
             if v.len() as u64 != count || s.len() as u64 != channels * 4 || channels == 0 {
@@ -633,6 +636,7 @@ fn tensor_view<'a>(
                 per: (count / channels) as usize,
             })
         }
+        #[cfg(feature = "quant")]
         Encoded::LogSd { lo, step, codes } => {
             let c = data(&codes)?;
             if c.len() as u64 != count {
@@ -649,12 +653,20 @@ fn tensor_view<'a>(
             }
             Tensor::LogSd(LogSds { codes: c, lo, step })
         }
+        // Unreachable: without `quant` only version 1 (all `F32`) gets here.
+        #[cfg(not(feature = "quant"))]
+        _ => {
+            let _ = channels;
+            return Err(Error::BadEncoding { layer, tensor });
+        }
     };
     // Quantised codes and scales are checked above; stored floats are checked here.
     if matches!(view, Tensor::F32(_) | Tensor::F16(_) | Tensor::F16Sd(_)) {
         let stored = |i: usize| match view {
+            Tensor::F32(t) => t.get(i),
+            #[cfg(feature = "quant")]
             Tensor::F16(h) | Tensor::F16Sd(h) => h.get(i),
-            _ => view.get(i),
+            _ => None,
         };
         for index in 0..view.len() {
             let v = stored(index).unwrap_or(0.0);
@@ -733,14 +745,40 @@ impl<'a> Model<'a> {
             }
             (preamble, layers)
         } else {
-            let (record, rest) =
-                postcard::take_from_bytes::<ModelRecordV2<'a>>(body).map_err(decode_error)?;
-            if !rest.is_empty() {
-                return Err(Error::TrailingBytes);
-            }
-            (record.preamble, record.layers)
+            Self::parse_v2(body)?
         };
         Self::validate(preamble, &layers)
+    }
+
+    /// A version-2 body: its preamble and layer records.
+    #[cfg(feature = "quant")]
+    fn parse_v2(
+        body: &'a [u8],
+    ) -> Result<(PreambleV2, heapless::Vec<LayerRecordV2<'a>, MAX_LAYERS>)> {
+        let (record, rest) =
+            postcard::take_from_bytes::<ModelRecordV2<'a>>(body).map_err(decode_error)?;
+        if !rest.is_empty() {
+            return Err(Error::TrailingBytes);
+        }
+        Ok((record.preamble, record.layers))
+    }
+
+    /// Without the `quant` feature a version-2 file (`f16`, `int8`) is refused after its
+    /// preamble: the decoder of the quantised encodings is left out (≈ 2–4 KB of Cortex-M4
+    /// code a firmware for `f32` models does not need).
+    #[cfg(not(feature = "quant"))]
+    fn parse_v2(
+        body: &'a [u8],
+    ) -> Result<(PreambleV2, heapless::Vec<LayerRecordV2<'a>, MAX_LAYERS>)> {
+        // The precision is the byte after the magic and the one-byte version.
+        let precision = match body.get(5) {
+            Some(0) => Precision::F32,
+            Some(1) => Precision::F16,
+            Some(2) => Precision::Int8,
+            Some(_) => return Err(Error::Malformed),
+            None => return Err(Error::Truncated),
+        };
+        Err(Error::UnsupportedPrecision { precision })
     }
 
     fn validate(preamble: PreambleV2, records: &[LayerRecordV2<'a>]) -> Result<Self> {
