@@ -7,8 +7,8 @@ use std::io::Write;
 
 use tinyvi::arch::{is_lenet, IMAGE_LEN, LENET_INPUT, LENET_LAYERS};
 use tinyvi::format::{
-    crc32, encode, encode_as, encoded_len, encoded_len_as, Activation, Input, LayerKind,
-    LayerSpec, ModelSpec, OodScore, OodThreshold, Precision, CHECKSUM_LEN,
+    crc32, encode, encode_as, encoded_len, encoded_len_as, Activation, Input, LayerKind, LayerSpec,
+    ModelSpec, OodScore, OodThreshold, Precision, CHECKSUM_LEN,
 };
 use tinyvi::Model;
 use trainer::data::idx::{encode_images, encode_labels, gunzip, parse_images, parse_labels};
@@ -40,7 +40,11 @@ fn check_model(bytes: &[u8]) {
     if model.precision() == Precision::F32 {
         assert_eq!(decoded, model, "re-encoding changes the model");
     } else {
-        assert_eq!(values(&decoded), values(&model), "f32 of the decoded values differs");
+        assert_eq!(
+            values(&decoded),
+            values(&model),
+            "f32 of the decoded values differs"
+        );
         let q = reencode_as(&model, model.precision());
         let requantised = Model::from_bytes(&q).expect("a re-quantised model decodes");
         assert_eq!(requantised.precision(), model.precision());
@@ -366,8 +370,14 @@ pub fn model_files() -> Vec<(&'static str, Vec<u8>)> {
         ("tiny-f16.tnvi", as_precision(&tiny, Precision::F16)),
         ("tiny-int8.tnvi", as_precision(&tiny, Precision::Int8)),
         ("small-conv-int8.tnvi", as_precision(&conv, Precision::Int8)),
-        ("lenet-random-f16.tnvi", as_precision(&lenet, Precision::F16)),
-        ("lenet-random-int8.tnvi", as_precision(&lenet, Precision::Int8)),
+        (
+            "lenet-random-f16.tnvi",
+            as_precision(&lenet, Precision::F16),
+        ),
+        (
+            "lenet-random-int8.tnvi",
+            as_precision(&lenet, Precision::Int8),
+        ),
         ("tiny.tnvi", tiny),
         ("small-conv.tnvi", conv),
         ("lenet-random.tnvi", lenet),
