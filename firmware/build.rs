@@ -84,6 +84,14 @@ fn run() -> Result<(), String> {
             model_path.display()
         ));
     }
+    let precision = decoded.precision();
+    if precision != tinyvi::format::Precision::F32 && env::var_os("CARGO_FEATURE_QUANT").is_none() {
+        return Err(format!(
+            "TINYVI_MODEL: {} is an {} model; build with `--features quant` to run it",
+            model_path.display(),
+            precision.name()
+        ));
+    }
     let (samples_path, samples) = input_file(
         "TINYVI_SAMPLES",
         "../artifacts/samples.bin",

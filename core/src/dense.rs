@@ -189,7 +189,7 @@ pub fn dense<
 
 /// `out[o] += Σ_i draw(w_oi)·x_i`, rows in order.
 #[inline(always)]
-fn rows_drawn<T: Elem, D: Draw, const IN: usize>(
+pub(crate) fn rows_drawn<T: Elem, D: Draw, const IN: usize>(
     mean: &[T],
     var: &[T],
     x: &[f32; IN],
@@ -356,7 +356,7 @@ pub fn dense2<
 // per layer, for a loop bound read at run time.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-fn rows_drawn2<D: Draw + Clone, const PREP: bool>(
+pub(crate) fn rows_drawn2<D: Draw + Clone, const PREP: bool>(
     mean: &[f32],
     var: &[f32],
     xa: &[f32],
@@ -517,7 +517,7 @@ fn rows_pair_bytes<S: Sqrt, const WB: usize, const BB: usize>(
 /// The rows of [`dense_local_reparam`], in order.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn rows_pair<S: Sqrt, T: Elem, const IN: usize>(
+pub(crate) fn rows_pair<S: Sqrt, T: Elem, const IN: usize>(
     wm: &[T],
     wv: &[T],
     bias_mean: &[u8],

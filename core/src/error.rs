@@ -95,8 +95,31 @@ pub enum Error {
     },
     /// The stored out-of-distribution threshold is NaN, infinite or negative.
     BadThreshold,
+    /// An array is not encoded as the file's precision requires (see `core/README.md`,
+    /// "Format stability").
+    BadEncoding {
+        /// Layer index.
+        layer: u8,
+        /// Which array.
+        tensor: TensorName,
+    },
+    /// A quantisation scale (`int8` means: channel `index`) or log-scale range (`index` 0)
+    /// is negative, not finite, or gives values that are not finite.
+    BadScale {
+        /// Layer index.
+        layer: u8,
+        /// Which array.
+        tensor: TensorName,
+        /// Scale index.
+        index: u32,
+    },
     /// The model is valid but is not the architecture this inference engine runs.
     UnsupportedArchitecture,
+    /// The model's precision needs the crate's `quant` feature, which this build lacks.
+    UnsupportedPrecision {
+        /// The model's precision.
+        precision: crate::format::Precision,
+    },
     /// The output buffer is too small for the encoded model.
     BufferTooSmall {
         /// Bytes needed.
@@ -122,7 +145,8 @@ impl fmt::Display for Error {
             Error::BadMagic => f.write_str("not a tinyvi model (bad magic tag)"),
             Error::UnsupportedVersion { found } => write!(
                 f,
-                "model format version {found} is not supported (this build reads version {})",
+                "model format version {found} is not supported (this build reads versions {} and {})",
+                crate::format::FORMAT_VERSION_F32,
                 crate::format::FORMAT_VERSION
             ),
             Error::ChecksumMismatch { stored, computed } => write!(
@@ -157,7 +181,26 @@ impl fmt::Display for Error {
                 tensor,
                 index,
             } => write!(f, "layer {layer}: {} [{index}] is negative", tensor.as_str()),
+            Error::BadEncoding { layer, tensor } => write!(
+                f,
+                "layer {layer}: {} is not encoded as the file's precision requires",
+                tensor.as_str()
+            ),
+            Error::BadScale {
+                layer,
+                tensor,
+                index,
+            } => write!(
+                f,
+                "layer {layer}: {} has an invalid quantisation scale [{index}]",
+                tensor.as_str()
+            ),
             Error::BadThreshold => f.write_str("the stored out-of-distribution threshold is invalid"),
+            Error::UnsupportedPrecision { precision } => write!(
+                f,
+                "{} models need tinyvi's `quant` feature, which this build lacks",
+                precision.name()
+            ),
             Error::UnsupportedArchitecture => {
                 f.write_str("model architecture is not the LeNet-5 this engine runs")
             }

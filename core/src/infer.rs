@@ -66,9 +66,11 @@ use crate::arch::{self, CLASSES, IMAGE_LEN, IMAGE_SIDE};
 use crate::conv::{conv5x5_acc, draw_kernel};
 use crate::dense::{dense, dense2, dense_local_reparam};
 use crate::error::{Error, Result};
-use crate::format::{Model, OodScore, OodThreshold};
+use crate::format::{Model, OodScore, OodThreshold, Precision};
 use crate::params::{draw_into, Draw, LibmSqrt, MeanDraw, Params, SampleDraw, Sqrt};
 use crate::pool::relu_maxpool2;
+#[cfg(feature = "quant")]
+use crate::quant::QuantNet;
 use crate::rng::Rng;
 
 /// How the parameters are drawn for each Monte Carlo pass.
@@ -171,34 +173,34 @@ impl Prediction {
     }
 }
 
-const C1_OUT: usize = IMAGE_SIDE - 4; // 24
-const P1: usize = C1_OUT / 2; // 12
-const C2_OUT: usize = P1 - 4; // 8
-const P2: usize = C2_OUT / 2; // 4
-const CH1: usize = 6;
-const CH2: usize = 16;
-const FLAT: usize = CH2 * P2 * P2; // 256
-const H1: usize = 120;
-const H2: usize = 84;
-const KERNEL_BYTES: usize = 25 * 4;
+pub(crate) const C1_OUT: usize = IMAGE_SIDE - 4; // 24
+pub(crate) const P1: usize = C1_OUT / 2; // 12
+pub(crate) const C2_OUT: usize = P1 - 4; // 8
+pub(crate) const P2: usize = C2_OUT / 2; // 4
+pub(crate) const CH1: usize = 6;
+pub(crate) const CH2: usize = 16;
+pub(crate) const FLAT: usize = CH2 * P2 * P2; // 256
+pub(crate) const H1: usize = 120;
+pub(crate) const H2: usize = 84;
+pub(crate) const KERNEL_BYTES: usize = 25 * 4;
 
 /// The working buffers of one prediction: every activation of the network, as fixed-size
 /// arrays. Reusable across predictions; its contents between calls mean nothing.
 #[derive(Clone, Debug)]
 pub struct Scratch {
-    x: [[f32; IMAGE_SIDE]; IMAGE_SIDE],
-    c1: [[f32; C1_OUT]; C1_OUT],
-    p1: [[[f32; P1]; P1]; CH1],
-    c2: [[[f32; C2_OUT]; C2_OUT]; CH2],
-    p2: [[[f32; P2]; P2]; CH2],
-    h1: [f32; H1],
-    h2: [f32; H2],
-    logits: [f32; CLASSES],
+    pub(crate) x: [[f32; IMAGE_SIDE]; IMAGE_SIDE],
+    pub(crate) c1: [[f32; C1_OUT]; C1_OUT],
+    pub(crate) p1: [[[f32; P1]; P1]; CH1],
+    pub(crate) c2: [[[f32; C2_OUT]; C2_OUT]; CH2],
+    pub(crate) p2: [[[f32; P2]; P2]; CH2],
+    pub(crate) h1: [f32; H1],
+    pub(crate) h2: [f32; H2],
+    pub(crate) logits: [f32; CLASSES],
     // The first sample of a pair in `Weights` mode (the second uses the fields above).
-    p2a: [f32; FLAT],
-    h1a: [f32; H1],
-    h2a: [f32; H2],
-    logits_a: [f32; CLASSES],
+    pub(crate) p2a: [f32; FLAT],
+    pub(crate) h1a: [f32; H1],
+    pub(crate) h2a: [f32; H2],
+    pub(crate) logits_a: [f32; CLASSES],
 }
 
 impl Scratch {
@@ -236,6 +238,25 @@ pub struct LeNet<'m> {
     mean: f32,
     std: f32,
     ood: Option<OodThreshold>,
+    net: Net<'m>,
+}
+
+/// The parameters as the kernels read them.
+// Both variants are views (the quantised one holds five decoded layer descriptions, ≈ 0.5 KB
+// on a 32-bit target); boxing is not an option without a heap.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug)]
+enum Net<'m> {
+    /// An `f32` file: fixed-size views of the parameter bytes.
+    F32(F32Net<'m>),
+    /// An `f16` or `int8` file: decoded as the kernels go (`crate::quant`).
+    #[cfg(feature = "quant")]
+    Quant(QuantNet<'m>),
+}
+
+/// The five layers of an `f32` model.
+#[derive(Clone, Copy, Debug)]
+struct F32Net<'m> {
     conv1: Params<'m, { CH1 * KERNEL_BYTES }, { CH1 * 4 }>,
     conv2: Params<'m, { CH2 * CH1 * KERNEL_BYTES }, { CH2 * 4 }>,
     fc1: Params<'m, { H1 * FLAT * 4 }, { H1 * 4 }>,
@@ -245,7 +266,8 @@ pub struct LeNet<'m> {
 
 impl<'m> LeNet<'m> {
     /// The network of `model`, or [`Error::UnsupportedArchitecture`] unless it is the LeNet
-    /// of [`crate::arch::LENET_LAYERS`].
+    /// of [`crate::arch::LENET_LAYERS`]. Any [`crate::format::Precision`] with the `quant`
+    /// feature (on by default), else [`Error::UnsupportedPrecision`] for `f16` and `int8`.
     pub fn new(model: &Model<'m>) -> Result<Self> {
         let bad = Error::UnsupportedArchitecture;
         if !arch::is_lenet(model) {
@@ -255,15 +277,28 @@ impl<'m> LeNet<'m> {
             return Err(bad);
         };
         let input = model.input();
+        let net = match model.precision() {
+            Precision::F32 => Net::F32(F32Net {
+                conv1: Params::from_layer(l1).ok_or(bad)?,
+                conv2: Params::from_layer(l2).ok_or(bad)?,
+                fc1: Params::from_layer(l3).ok_or(bad)?,
+                fc2: Params::from_layer(l4).ok_or(bad)?,
+                fc3: Params::from_layer(l5).ok_or(bad)?,
+            }),
+            #[cfg(feature = "quant")]
+            Precision::F16 | Precision::Int8 => Net::Quant(QuantNet {
+                layers: [*l1, *l2, *l3, *l4, *l5],
+            }),
+            #[cfg(not(feature = "quant"))]
+            precision @ (Precision::F16 | Precision::Int8) => {
+                return Err(Error::UnsupportedPrecision { precision })
+            }
+        };
         Ok(LeNet {
             mean: input.mean,
             std: input.std,
             ood: model.ood_threshold(),
-            conv1: Params::from_layer(l1).ok_or(bad)?,
-            conv2: Params::from_layer(l2).ok_or(bad)?,
-            fc1: Params::from_layer(l3).ok_or(bad)?,
-            fc2: Params::from_layer(l4).ok_or(bad)?,
-            fc3: Params::from_layer(l5).ok_or(bad)?,
+            net,
         })
     }
 
@@ -325,12 +360,12 @@ impl<'m> LeNet<'m> {
         while config.mode == Mode::Weights && left >= 2 {
             left -= 2;
             let mut d = SampleDraw::<S>::with_sqrt(rng);
-            self.features(&mut d, scratch);
+            self.net.features(&mut d, scratch);
             if let Ok(flat) = <&[f32; FLAT]>::try_from(scratch.p2.as_flattened().as_flattened()) {
                 scratch.p2a = *flat;
             }
-            self.features(&mut d, scratch);
-            self.classifier2(&mut d, scratch);
+            self.net.features(&mut d, scratch);
+            self.net.classifier2(&mut d, scratch);
             rng = d.into_rng();
             stats.add(&softmax(&scratch.logits_a));
             stats.add(&softmax(&scratch.logits));
@@ -338,21 +373,21 @@ impl<'m> LeNet<'m> {
         for _ in 0..left {
             match config.mode {
                 Mode::Mean => {
-                    self.features(&mut MeanDraw, scratch);
-                    self.classifier(&mut MeanDraw, scratch);
+                    self.net.features(&mut MeanDraw, scratch);
+                    self.net.classifier(&mut MeanDraw, scratch);
                 }
                 // One arm for both sampling modes, so the feature extractor is compiled once
                 // for them (≈ 16 KB less code on a Cortex-M4); the draws stay in the same
                 // order: the conv layers' from `d`, then the classifier's from the same stream.
                 Mode::Weights | Mode::LocalReparam => {
                     let mut d = SampleDraw::<S>::with_sqrt(rng);
-                    self.features(&mut d, scratch);
+                    self.net.features(&mut d, scratch);
                     if config.mode == Mode::Weights {
-                        self.classifier(&mut d, scratch);
+                        self.net.classifier(&mut d, scratch);
                         rng = d.into_rng();
                     } else {
                         rng = d.into_rng();
-                        self.classifier_local_reparam::<S>(&mut rng, scratch);
+                        self.net.classifier_local_reparam::<S>(&mut rng, scratch);
                     }
                 }
             }
@@ -360,7 +395,51 @@ impl<'m> LeNet<'m> {
         }
         Ok(stats.finish(config.threshold.or(self.ood)))
     }
+}
 
+impl Net<'_> {
+    /// conv1 → ReLU → pool → conv2 → ReLU → pool, from `s.x` into `s.p2`.
+    #[inline(always)]
+    fn features<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
+        match self {
+            Net::F32(n) => n.features(d, s),
+            #[cfg(feature = "quant")]
+            Net::Quant(q) => q.features(d, s),
+        }
+    }
+
+    /// fc1 → ReLU → fc2 → ReLU → fc3 of one sample.
+    #[inline(always)]
+    fn classifier<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
+        match self {
+            Net::F32(n) => n.classifier(d, s),
+            #[cfg(feature = "quant")]
+            Net::Quant(q) => q.classifier(d, s),
+        }
+    }
+
+    /// The classifier of a `Weights` pair.
+    #[inline(always)]
+    fn classifier2<D: Draw + Clone>(&self, d: &mut D, s: &mut Scratch) {
+        match self {
+            Net::F32(n) => n.classifier2(d, s),
+            #[cfg(feature = "quant")]
+            Net::Quant(q) => q.classifier2(d, s),
+        }
+    }
+
+    /// The classifier with local reparameterisation.
+    #[inline(always)]
+    fn classifier_local_reparam<S: Sqrt>(&self, rng: &mut Rng, s: &mut Scratch) {
+        match self {
+            Net::F32(n) => n.classifier_local_reparam::<S>(rng, s),
+            #[cfg(feature = "quant")]
+            Net::Quant(q) => q.classifier_local_reparam::<S>(rng, s),
+        }
+    }
+}
+
+impl F32Net<'_> {
     /// conv1 → ReLU → pool → conv2 → ReLU → pool, from `s.x` into `s.p2`.
     // Not inlined: on the Cortex-M4 it is 0.1 M instructions per 16-sample prediction faster
     // on its own (shorter-lived registers, `Scratch` offsets from one pointer), and 1 KB smaller.
@@ -453,7 +532,7 @@ impl<'m> LeNet<'m> {
 /// feature extractor was unrolled into 576 stores with their addresses spilled to the stack,
 /// ≈ 8 KB of Cortex-M4 code.
 #[inline(never)]
-fn fill(out: &mut [f32], v: f32) {
+pub(crate) fn fill(out: &mut [f32], v: f32) {
     for x in out {
         *x = v;
     }
@@ -462,13 +541,13 @@ fn fill(out: &mut [f32], v: f32) {
 /// [`draw_kernel`], compiled once for conv1 and conv2: 0.6 KB less Cortex-M4 code for
 /// 0.02 M more instructions per 16-sample prediction (a call per kernel).
 #[inline(never)]
-fn kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D, w: &mut [[f32; 5]; 5]) {
+pub(crate) fn kernel<D: Draw + Clone>(mean: &[u8], var: &[u8], d: &mut D, w: &mut [[f32; 5]; 5]) {
     draw_kernel::<D, { crate::params::PREPARE }>(mean, var, d, w)
 }
 
 /// `max(0, v)` written so that NaN and −0.0 give +0.0 on every target.
 #[inline]
-fn relu(v: &mut [f32]) {
+pub(crate) fn relu(v: &mut [f32]) {
     for x in v {
         *x = if *x > 0.0 { *x } else { 0.0 };
     }
@@ -584,7 +663,9 @@ mod tests {
 
     use super::*;
     use crate::arch::{LENET_INPUT, LENET_LAYERS};
-    use crate::format::{encode, encoded_len, Activation, LayerKind, LayerSpec, ModelSpec};
+    use crate::format::{
+        encode, encode_as, encoded_len, encoded_len_as, Activation, LayerKind, LayerSpec, ModelSpec,
+    };
     use crate::gauss::standard_normal;
 
     /// Means and variances of the five layers: `[weight_mean, weight_var, bias_mean, bias_var]`.
@@ -627,6 +708,10 @@ mod tests {
     }
 
     fn encode_lenet(t: &Tensors, ood: Option<OodThreshold>) -> Vec<u8> {
+        encode_lenet_as(t, ood, Precision::F32)
+    }
+
+    fn encode_lenet_as(t: &Tensors, ood: Option<OodThreshold>, p: Precision) -> Vec<u8> {
         let layers: Vec<LayerSpec<'_>> = LENET_LAYERS
             .iter()
             .zip(t)
@@ -645,9 +730,54 @@ mod tests {
             ood,
             layers: &layers,
         };
-        let mut buf = vec![0u8; encoded_len(&spec).unwrap()];
-        encode(&spec, &mut buf).unwrap();
+        let mut buf = vec![0u8; encoded_len_as(&spec, p).unwrap()];
+        encode_as(&spec, p, &mut buf).unwrap();
         buf
+    }
+
+    /// An `f16` or `int8` file predicts the bits of the `f32` file of its decoded values, in
+    /// every mode, with pairs and a lone sample (`Weights`, 5 samples).
+    #[cfg(feature = "quant")]
+    #[test]
+    fn quantised_file_gives_the_bits_of_its_decoded_f32_file() {
+        let t = random_tensors(21, 0.3);
+        for p in [Precision::F16, Precision::Int8] {
+            let q = encode_lenet_as(&t, None, p);
+            let qm = Model::from_bytes(&q).unwrap();
+            assert_eq!(qm.precision(), p);
+            let decoded: Tensors = qm
+                .layers()
+                .iter()
+                .map(|l| {
+                    [l.weight_mean, l.weight_var, l.bias_mean, l.bias_var]
+                        .map(|x| x.iter().collect::<Vec<f32>>())
+                })
+                .collect();
+            assert_ne!(decoded, t, "{p:?} changes the values");
+            let f = encode_lenet(&decoded, None);
+            let fm = Model::from_bytes(&f).unwrap();
+            let (qn, fnet) = (LeNet::new(&qm).unwrap(), LeNet::new(&fm).unwrap());
+            let mut s = Scratch::new();
+            for mode in Mode::ALL {
+                for k in 0..3 {
+                    let config = Config {
+                        samples: 5,
+                        seed: 7 + k as u64,
+                        mode,
+                        threshold: None,
+                    };
+                    let img = image(k);
+                    let a = qn.predict(&img, &config, &mut s).unwrap();
+                    let b = fnet.predict(&img, &config, &mut s).unwrap();
+                    assert_eq!(
+                        a.probs.map(f32::to_bits),
+                        b.probs.map(f32::to_bits),
+                        "{p:?} {mode:?} image {k}"
+                    );
+                    assert_eq!(a.expected_entropy.to_bits(), b.expected_entropy.to_bits());
+                }
+            }
+        }
     }
 
     /// A blob-like image: a bright stroke on a dark background, varying with `k`.

@@ -96,6 +96,8 @@ pub mod gauss;
 pub mod infer;
 pub mod params;
 pub mod pool;
+#[cfg(feature = "quant")]
+pub mod quant;
 pub mod report;
 pub mod rng;
 pub mod samples;

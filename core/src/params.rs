@@ -22,13 +22,15 @@ pub struct Params<'m, const WB: usize, const BB: usize> {
 }
 
 impl<'m, const WB: usize, const BB: usize> Params<'m, WB, BB> {
-    /// Views of a decoded layer's arrays, if their byte lengths are `WB` and `BB`.
+    /// Views of a decoded layer's arrays, if they are stored as `f32` and their byte lengths
+    /// are `WB` and `BB`.
     pub fn from_layer(layer: &Layer<'m>) -> Option<Self> {
+        let f32s = |t: &crate::format::Tensor<'m>| t.as_f32().map(|v| v.as_bytes());
         Some(Params {
-            weight_mean: layer.weight_mean.as_bytes().try_into().ok()?,
-            weight_var: layer.weight_var.as_bytes().try_into().ok()?,
-            bias_mean: layer.bias_mean.as_bytes().try_into().ok()?,
-            bias_var: layer.bias_var.as_bytes().try_into().ok()?,
+            weight_mean: f32s(&layer.weight_mean)?.try_into().ok()?,
+            weight_var: f32s(&layer.weight_var)?.try_into().ok()?,
+            bias_mean: f32s(&layer.bias_mean)?.try_into().ok()?,
+            bias_var: f32s(&layer.bias_var)?.try_into().ok()?,
         })
     }
 }
@@ -42,6 +44,10 @@ pub(crate) const PREPARE: bool = cfg!(target_arch = "arm");
 
 /// How a weight or bias is obtained from its posterior N(mean, var).
 pub trait Draw {
+    /// Whether [`draw`](Self::draw) reads the variance (`false` for [`MeanDraw`]: a
+    /// quantised model then skips decoding variances).
+    const USES_VAR: bool = true;
+
     /// The value used for a parameter with posterior mean `mean` and variance `var`.
     fn draw(&mut self, mean: f32, var: f32) -> f32;
 
@@ -84,6 +90,8 @@ pub trait Draw {
 pub struct MeanDraw;
 
 impl Draw for MeanDraw {
+    const USES_VAR: bool = false;
+
     #[inline(always)]
     fn draw(&mut self, mean: f32, _var: f32) -> f32 {
         mean

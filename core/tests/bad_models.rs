@@ -267,7 +267,7 @@ fn tiny_model_every_single_bit_flipped() {
                 assert_eq!(
                     msg,
                     format!(
-                        "model format version {found} is not supported (this build reads version 1)"
+                        "model format version {found} is not supported (this build reads versions 1 and 2)"
                     )
                 );
             }
@@ -300,18 +300,22 @@ fn lenet_every_7919th_bit_flipped() {
 #[test]
 fn another_format_version() {
     let full = tiny();
-    // Version 2 with a valid checksum, version 0, and version 300 (a two-byte varint) without
+    // Version 3 with a valid checksum, version 0, and version 300 (a two-byte varint) without
     // one: the version is checked before the checksum, so the message names the real problem.
-    let mut v2 = full.clone();
-    v2[4] = 2;
-    let v2 = fix_crc(v2);
+    let mut v3 = full.clone();
+    v3[4] = 3;
+    let v3 = fix_crc(v3);
     assert_eq!(
-        error_of(&v2),
+        error_of(&v3),
         (
-            Error::UnsupportedVersion { found: 2 },
-            "model format version 2 is not supported (this build reads version 1)".into()
+            Error::UnsupportedVersion { found: 3 },
+            "model format version 3 is not supported (this build reads versions 1 and 2)".into()
         )
     );
+    // A version-1 body labelled version 2 reads its input as a precision and fails to parse.
+    let mut v2 = full.clone();
+    v2[4] = 2;
+    assert_eq!(error_of(&fix_crc(v2)).0, Error::Malformed);
     let mut v0 = full.clone();
     v0[4] = 0;
     assert_eq!(error_of(&v0).0, Error::UnsupportedVersion { found: 0 });
@@ -321,7 +325,7 @@ fn another_format_version() {
         (
             Error::UnsupportedVersion { found: 300 },
             format!(
-                "model format version 300 is not supported (this build reads version {FORMAT_VERSION})"
+                "model format version 300 is not supported (this build reads versions 1 and {FORMAT_VERSION})"
             )
         )
     );

@@ -7,8 +7,8 @@ use std::io::Write;
 
 use tinyvi::arch::{is_lenet, IMAGE_LEN, LENET_INPUT, LENET_LAYERS};
 use tinyvi::format::{
-    crc32, encode, encoded_len, Activation, Input, LayerKind, LayerSpec, ModelSpec, OodScore,
-    OodThreshold, CHECKSUM_LEN,
+    crc32, encode, encode_as, encoded_len, encoded_len_as, Activation, Input, LayerKind, LayerSpec,
+    ModelSpec, OodScore, OodThreshold, Precision, CHECKSUM_LEN,
 };
 use tinyvi::Model;
 use trainer::data::idx::{encode_images, encode_labels, gunzip, parse_images, parse_labels};
@@ -27,22 +27,50 @@ pub fn fuzz_model(data: &[u8]) {
     }
 }
 
-/// Decodes `bytes`; a model that decodes must encode again and decode to the same model, and a
-/// LeNet must predict (with the `infer` feature).
+/// Decodes `bytes`; a model that decodes must encode again (as `f32`) and decode to the same
+/// model (an `f32` file) or to the same values bit for bit (an `f16` or `int8` file, whose
+/// values are then quantised again at its precision, which must encode and decode); a LeNet
+/// must predict (with the `infer` feature).
 fn check_model(bytes: &[u8]) {
     let Ok(model) = Model::from_bytes(bytes) else {
         return;
     };
-    let again = reencode(&model);
+    let again = reencode_as(&model, Precision::F32);
     let decoded = Model::from_bytes(&again).expect("a re-encoded model decodes");
-    assert_eq!(decoded, model, "re-encoding changes the model");
+    if model.precision() == Precision::F32 {
+        assert_eq!(decoded, model, "re-encoding changes the model");
+    } else {
+        assert_eq!(
+            values(&decoded),
+            values(&model),
+            "f32 of the decoded values differs"
+        );
+        let q = reencode_as(&model, model.precision());
+        let requantised = Model::from_bytes(&q).expect("a re-quantised model decodes");
+        assert_eq!(requantised.precision(), model.precision());
+    }
     if is_lenet(&model) {
         predict(&model, bytes);
     }
 }
 
+/// Every decoded value's bits, layer by layer.
+fn values(model: &Model<'_>) -> Vec<Vec<u32>> {
+    model
+        .layers()
+        .iter()
+        .flat_map(|l| [l.weight_mean, l.weight_var, l.bias_mean, l.bias_var])
+        .map(|t| t.iter().map(f32::to_bits).collect())
+        .collect()
+}
+
 /// Encodes a decoded model with [`encode`]: it must accept everything the decoder accepts.
 fn reencode(model: &Model<'_>) -> Vec<u8> {
+    reencode_as(model, Precision::F32)
+}
+
+/// Encodes a decoded model's values at `precision` with [`encode_as`].
+fn reencode_as(model: &Model<'_>, precision: Precision) -> Vec<u8> {
     let arrays: Vec<[Vec<f32>; 4]> = model
         .layers()
         .iter()
@@ -67,8 +95,9 @@ fn reencode(model: &Model<'_>) -> Vec<u8> {
         ood: model.ood_threshold(),
         layers: &layers,
     };
-    let mut out = vec![0u8; encoded_len(&spec).expect("encoded_len of a decoded model")];
-    let n = encode(&spec, &mut out).expect("encode of a decoded model");
+    let mut out =
+        vec![0u8; encoded_len_as(&spec, precision).expect("encoded_len of a decoded model")];
+    let n = encode_as(&spec, precision, &mut out).expect("encode of a decoded model");
     assert_eq!(n, out.len());
     out
 }
@@ -327,12 +356,31 @@ pub fn idx_files() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Seed files of the `model` target.
+/// `bytes` (a valid model) at `precision`.
+pub fn as_precision(bytes: &[u8], precision: Precision) -> Vec<u8> {
+    let model = Model::from_bytes(bytes).expect("a valid model");
+    reencode_as(&model, precision)
+}
+
+/// Seed files of the `model` target: three `f32` models, and the `f16` and `int8` files of
+/// the tiny and the convolutional model and of the LeNet (version 2).
 pub fn model_files() -> Vec<(&'static str, Vec<u8>)> {
+    let (tiny, conv, lenet) = (tiny_model(), small_conv_model(), lenet_model(1));
     vec![
-        ("tiny.tnvi", tiny_model()),
-        ("small-conv.tnvi", small_conv_model()),
-        ("lenet-random.tnvi", lenet_model(1)),
+        ("tiny-f16.tnvi", as_precision(&tiny, Precision::F16)),
+        ("tiny-int8.tnvi", as_precision(&tiny, Precision::Int8)),
+        ("small-conv-int8.tnvi", as_precision(&conv, Precision::Int8)),
+        (
+            "lenet-random-f16.tnvi",
+            as_precision(&lenet, Precision::F16),
+        ),
+        (
+            "lenet-random-int8.tnvi",
+            as_precision(&lenet, Precision::Int8),
+        ),
+        ("tiny.tnvi", tiny),
+        ("small-conv.tnvi", conv),
+        ("lenet-random.tnvi", lenet),
     ]
 }
 
@@ -345,7 +393,11 @@ mod tests {
         for (name, bytes) in model_files() {
             let m = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(is_lenet(&m), name.starts_with("lenet"), "{name}");
-            assert_eq!(reencode(&m), bytes, "{name} re-encodes to other bytes");
+            if m.precision() == Precision::F32 {
+                assert_eq!(reencode(&m), bytes, "{name} re-encodes to other bytes");
+            } else {
+                assert!(name.contains(m.precision().name()), "{name}");
+            }
             fuzz_model(&bytes);
         }
         for (name, bytes) in idx_files() {

@@ -112,6 +112,36 @@ fn best_recipe_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
     })
 }
 
+/// The trained model converted by `trainer export MODEL --precision P --out FILE` (the
+/// command line parsed as the binary parses it), with the same sample images.
+fn exported_at(precision: &str) -> (Vec<u8>, Vec<u8>) {
+    use clap::Parser;
+    let (model, samples) = trained_model_and_samples();
+    let dir = scratch_dir(&format!("export-{precision}"));
+    let (src, dst) = (dir.join("model.postcard"), dir.join("model-out.postcard"));
+    std::fs::write(&src, model).expect("write the f32 model");
+    let argv = [
+        "trainer",
+        "export",
+        src.to_str().expect("UTF-8 scratch path"),
+        "--precision",
+        precision,
+        "--out",
+        dst.to_str().expect("UTF-8 scratch path"),
+    ];
+    let trainer::cli::Command::Export(args) = trainer::cli::Cli::try_parse_from(argv)
+        .expect("flags")
+        .into_command()
+    else {
+        unreachable!("an export command")
+    };
+    trainer::commands::export::run_export(&args).expect("trainer export");
+    let bytes = std::fs::read(&dst).expect("exported model");
+    let decoded = tinyvi::Model::from_bytes(&bytes).map(|m| m.precision().name());
+    assert_eq!(decoded, Ok(precision), "the exported model decodes");
+    (bytes, samples.clone())
+}
+
 fn fixture(name: &str) -> Fixture {
     fixture_of(name, trained_model_and_samples())
 }
@@ -152,7 +182,11 @@ fn bit_identical_in(mode: &str) {
 }
 
 fn bit_identical_with(f: Fixture, mode: &str) {
-    let run = build_and_run(&f, mode, &[]);
+    bit_identical_with_features(f, mode, &[]);
+}
+
+fn bit_identical_with_features(f: Fixture, mode: &str, features: &[&str]) {
+    let run = build_and_run(&f, mode, features);
     assert!(!run.timed_out, "QEMU timed out; log so far:\n{}", run.log);
     assert_eq!(run.code, Some(0), "firmware failed in QEMU:\n{}", run.log);
     let log: DeviceLog = parse_log(&run.log).unwrap_or_else(|e| panic!("{e}\n{}", run.log));
@@ -301,6 +335,51 @@ fn firmware_in_qemu_is_bit_identical_on_rotated_images() {
         "only the 32 MNIST images are rotated"
     );
     bit_identical_with(fixture_of("qemu-rotated", &(model, rotated)), "weights");
+}
+
+/// An `int8` model made by `trainer export --precision int8` from the trained model, in each
+/// mode: bit-identical, the file ≤ 92,000 bytes.
+fn int8_bit_identical_in(mode: &str) {
+    let made = exported_at("int8");
+    assert!(made.0.len() <= 92_000, "int8 model: {} bytes", made.0.len());
+    bit_identical_with_features(
+        fixture_of(&format!("qemu-int8-{mode}"), &made),
+        mode,
+        &["quant"],
+    );
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_int8_model_local_reparam() {
+    int8_bit_identical_in("local-reparam");
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_int8_model_weights() {
+    int8_bit_identical_in("weights");
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_int8_model_mean() {
+    int8_bit_identical_in("mean");
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_f16_model_local_reparam() {
+    bit_identical_with_features(
+        fixture_of("qemu-f16-local-reparam", &exported_at("f16")),
+        "local-reparam",
+        &["quant"],
+    );
+}
+
+#[test]
+fn firmware_in_qemu_is_bit_identical_for_an_f16_model_weights() {
+    bit_identical_with_features(
+        fixture_of("qemu-f16-weights", &exported_at("f16")),
+        "weights",
+        &["quant"],
+    );
 }
 
 /// Builds with a `provoke-*` feature and checks that the fault is logged through defmt and

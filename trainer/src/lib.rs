@@ -27,6 +27,7 @@ pub mod eval;
 pub mod interop;
 pub mod model;
 pub mod nn;
+pub mod quantize;
 pub mod report;
 pub mod shift;
 pub mod train;

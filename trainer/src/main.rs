@@ -21,8 +21,9 @@ fn main() -> ExitCode {
         }
         Command::Ablation(args) => trainer::commands::ablation::run(&args),
         Command::Import(args) => trainer::interop::run_import(&args),
-        Command::Export(args) => trainer::interop::run_export(&args),
+        Command::Export(args) => trainer::commands::export::run_export(&args),
         Command::Shift(args) => trainer::shift::suite::run(&args),
+        Command::QuantizeReport(args) => trainer::quantize::run_report(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -138,7 +138,7 @@ fn layer_values(model: &[u8]) -> Vec<[Vec<f32>; 4]> {
     m.layers()
         .iter()
         .map(|l| {
-            let get = |t: &tinyvi::format::F32s<'_>| t.iter().collect::<Vec<f32>>();
+            let get = |t: &tinyvi::format::Tensor<'_>| t.iter().collect::<Vec<f32>>();
             [
                 get(&l.weight_mean),
                 get(&l.weight_var),

@@ -85,6 +85,9 @@ pub struct TrainArgs {
     /// exported model and the device are calibrated too) [recipes: off].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub temperature_scaling: Option<bool>,
+    /// How the exported model.postcard stores its parameters.
+    #[arg(long, value_enum, default_value_t = crate::quantize::PrecisionArg::F32)]
+    pub export_precision: crate::quantize::PrecisionArg,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,

@@ -1,4 +1,5 @@
-//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation|import|export|shift]`, `train` by default.
+//! The command line: `trainer [train|eval|compare|bench|export-samples|ablation|import|export|
+//! quantize-report|shift]`, `train` by default.
 //!
 //! Flags of `train` may also be given without the subcommand (`trainer --epochs 2`). Bad values
 //! (0 or negative counts, a non-finite or non-positive learning rate, a negative KL weight) are
@@ -99,8 +100,11 @@ pub enum Command {
     Ablation(AblationArgs),
     /// Import a torch-uncertainty `bayesian_lenet` (safetensors) as a tinyvi model file.
     Import(crate::interop::ImportArgs),
-    /// Write a model file again, or as torch-uncertainty's `bayesian_lenet` (--format safetensors).
-    Export(crate::interop::ExportArgs),
+    /// Write a model file at another precision (f32, f16, int8), or as torch-uncertainty's
+    /// `bayesian_lenet` (--format safetensors).
+    Export(crate::commands::export::ExportArgs),
+    /// f32, f16 and int8 of the same trained weights side by side (both recipes, all seeds).
+    QuantizeReport(crate::quantize::QuantizeReportArgs),
     /// Evaluate an exported model on rotated, translated and corrupted MNIST and OOD sets.
     #[command(allow_negative_numbers = true)]
     Shift(crate::shift::suite::ShiftArgs),

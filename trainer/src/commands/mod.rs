@@ -14,6 +14,7 @@ pub mod ablation;
 pub mod bench;
 pub mod compare;
 pub mod eval;
+pub mod export;
 pub mod export_samples;
 pub mod train;
 

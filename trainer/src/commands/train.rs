@@ -61,8 +61,9 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     m.train_images = data.train.len();
     m.temperature = temperature;
 
-    let model_bytes = crate::model::export::try_export(&model, Some(threshold))
-        .map_err(|e| TrainerError::invalid("export", e.to_string()))?;
+    let model_bytes =
+        crate::model::export::try_export_as(&model, Some(threshold), args.export_precision.into())
+            .map_err(|e| TrainerError::invalid("export", e.to_string()))?;
     report::write_atomic(&args.out.join(files::MODEL), &model_bytes)?;
     write_samples(&args.out.join(files::SAMPLES), &tests)?;
     write_reports(&args.out, &tests, &evaluated, &m)?;

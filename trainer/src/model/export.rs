@@ -1,13 +1,22 @@
 //! Export to the tinyvi model file: means μ and variances softplus(ρ)² of every layer.
 
 use tinyvi::arch::{CLASSES, LENET_INPUT, LENET_LAYERS};
-use tinyvi::format::{encode, encoded_len, LayerSpec, ModelSpec, OodThreshold};
+use tinyvi::format::{encode_as, encoded_len_as, LayerSpec, ModelSpec, OodThreshold, Precision};
 
 use crate::model::Lenet;
 use crate::nn::bayes::softplus;
 
 /// Encodes `model` (and an optional OOD threshold) as a tinyvi model file.
 pub fn try_export(model: &Lenet, ood: Option<OodThreshold>) -> Result<Vec<u8>, tinyvi::Error> {
+    try_export_as(model, ood, Precision::F32)
+}
+
+/// [`try_export`] at `precision` (quantised by the core's encoder).
+pub fn try_export_as(
+    model: &Lenet,
+    ood: Option<OodThreshold>,
+    precision: Precision,
+) -> Result<Vec<u8>, tinyvi::Error> {
     let var: Vec<f32> = model
         .rho
         .iter()
@@ -35,8 +44,8 @@ pub fn try_export(model: &Lenet, ood: Option<OodThreshold>) -> Result<Vec<u8>, t
         ood,
         layers: &specs,
     };
-    let mut out = vec![0u8; encoded_len(&spec)?];
-    let used = encode(&spec, &mut out)?;
+    let mut out = vec![0u8; encoded_len_as(&spec, precision)?];
+    let used = encode_as(&spec, precision, &mut out)?;
     out.truncate(used);
     Ok(out)
 }
