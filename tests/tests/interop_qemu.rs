@@ -32,9 +32,9 @@ fn an_imported_torch_uncertainty_model_runs_in_qemu_bit_identically() {
 
     let data = tests::data_dir();
     let (_, test) = load_mnist(&data).expect("MNIST");
-    let fashion = load_fashion_test(&data)
-        .expect("Fashion-MNIST")
-        .expect("Fashion-MNIST test set: apt-get install dataset-fashion-mnist");
+    let fashion = load_fashion_test(&data).expect("Fashion-MNIST").expect(
+        "Fashion-MNIST test set (fetched with apt-get download; the line above says why not)",
+    );
     let samples = trainer::device::samples::sample_set(&test, Some(&fashion), IMAGES / 2).unwrap();
     let samples_path = dir.join("samples.bin");
     std::fs::write(&samples_path, &samples).unwrap();

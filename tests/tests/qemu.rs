@@ -35,9 +35,9 @@ fn trained_model_and_samples() -> &'static (Vec<u8>, Vec<u8>) {
     ONCE.get_or_init(|| {
         let data = tests::data_dir();
         let (train, test) = load_mnist(&data).expect("MNIST (see the README's Data section)");
-        let fashion = load_fashion_test(&data)
-            .expect("Fashion-MNIST")
-            .expect("Fashion-MNIST test set: apt-get install dataset-fashion-mnist");
+        let fashion = load_fashion_test(&data).expect("Fashion-MNIST").expect(
+            "Fashion-MNIST test set (fetched with apt-get download; the line above says why not)",
+        );
         let n = 40 * 128;
         let mut model = trainer::model::Lenet::init(7);
         let cfg = trainer::train::TrainConfig {
